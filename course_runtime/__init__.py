@@ -1,0 +1,16 @@
+"""course_runtime: Ray Core's API on a small multiprocessing runtime, for learning Ray on one machine.
+
+`import course_runtime as ray` gives the functions and classes of `import ray` with Ray 2.60's behaviour. Read the
+modules in the order a task travels: remote_function (submit) -> node + scheduler (schedule, dispatch) -> worker
+(execute) -> object_store + serialization (store) -> api.get (get).
+"""
+from . import exceptions
+from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, get_runtime_context, init,
+                  is_initialized, method, nodes, put, remote, shutdown, timeline, wait)
+from .object_ref import ObjectRef
+
+__version__ = "0.1.0"
+
+__all__ = ["ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "get", "get_gpu_ids",
+           "get_runtime_context", "init", "is_initialized", "method", "nodes", "put", "remote", "shutdown",
+           "timeline", "wait"]

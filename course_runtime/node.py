@@ -1,0 +1,846 @@
+"""The driver side of the runtime: the worker pool, the object table, dependency tracking and dispatch.
+
+Mirrors Ray's raylet (worker pool, dispatch, resource accounting) and the owner half of Ray's core worker (the table
+of objects and their reference counts). Everything here runs in the driver; all shared state is guarded by one lock.
+
+    driver process                                                  worker processes (one pipe each)
+    f.remote(x) -> submit_task: a TaskRecord, ObjectRefs returned
+                   waits until its ObjectRef arguments are ready
+                   -> ReadyQueues (scheduler.py) -> _start  --- ("task", ...) --->  worker.py: load arguments,
+                                                                                  run f, store the result
+    get(ref)  <- ObjectEntry <- _on_done (the IO thread) <--- ("done", ...) ---   inline, or in shared memory
+                                                         <--- ("submit" | "get" | "wait" | "put" | "log", ...)
+                                                              (tasks can use the whole API too)
+
+The IO thread waits on every worker pipe at once (`multiprocessing.connection.wait`) and handles what arrives;
+the user's thread submits and dispatches directly, so a task starts without a thread switch.
+"""
+import collections
+import concurrent.futures
+import copy
+import itertools
+import os
+import pickle
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from multiprocessing.connection import Connection, wait as wait_for_connections
+
+from . import object_ref as refs_module
+from .exceptions import (GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
+                         RayTaskError, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError)
+from .object_ref import LocalRefCounts, ObjectRef, new_id, random_task_id
+from .object_store import ObjectStore, map_for_writing
+from .options import resource_demand
+from .remote_function import pack_arguments
+from .runtime_context import RuntimeContext
+from .scheduler import NodeResources, ReadyQueues, to_units
+from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_from, deserialize_inline, serialize
+
+JOB_ID = "01000000"
+EVENT_LOG_LENGTH = 200_000
+MAX_EXTRA_WORKERS = 32  # workers started beyond num_cpus, for 0-CPU tasks and tasks blocked in get
+
+
+class ObjectEntry:
+    """One object in the table. `value` is ("v", pickle, buffers) inline, ("s", Segment, layout) in shared memory,
+    or ("e", exception) for a failed task; None while pending."""
+
+    __slots__ = ("id", "value", "refs", "dependents", "contained", "size", "creator", "task", "callbacks")
+
+    def __init__(self, object_id, creator, task=None):
+        self.id, self.creator, self.task = object_id, creator, task
+        self.value, self.refs, self.size = None, 0, 0
+        self.dependents, self.contained, self.callbacks = [], (), []
+
+
+class TaskRecord:
+    __slots__ = ("task_id", "name", "func_id", "args", "kwargs", "return_ids", "num_returns", "demand",
+                 "max_retries", "retry_exceptions", "state", "waiting_on", "pins", "worker", "allocation",
+                 "attempts", "parent", "children", "submitted", "cancel_requested")
+
+    def __init__(self, **fields):
+        for name in self.__slots__:
+            setattr(self, name, fields.get(name))
+
+
+class WorkerHandle:
+    __slots__ = ("pid", "process", "conn", "functions", "task", "lent", "holding", "unsealed", "ready", "refcounts")
+
+    def __init__(self, process, conn):
+        self.pid, self.process, self.conn = process.pid, process, conn
+        self.functions, self.holding, self.unsealed = set(), set(), set()
+        self.task, self.lent, self.ready = None, 0, False
+
+
+class Waiter:
+    """A worker blocked in `get` or `wait`, to be answered when enough objects are ready or time is up."""
+
+    __slots__ = ("worker", "req_id", "ids", "num_returns", "deadline", "kind")
+
+    def __init__(self, worker, req_id, ids, num_returns, deadline, kind):
+        self.worker, self.req_id, self.ids = worker, req_id, ids
+        self.num_returns, self.deadline, self.kind = num_returns, deadline, kind
+
+
+class Node:
+    """One running session of the course runtime (what `init()` starts and `shutdown()` stops)."""
+
+    def __init__(self, num_cpus, num_gpus, resources, object_store_memory, namespace):
+        self.node_id = os.urandom(28).hex()
+        self.namespace = namespace or os.urandom(16).hex()
+        self.num_cpus = num_cpus
+        gpu_ids = detect_gpu_ids(num_gpus)
+        memory = total_memory()
+        store_capacity = object_store_memory or max(75 * 2**20, int(memory * 0.3))
+        totals = {"CPU": to_units(num_cpus, "num_cpus"), "GPU": to_units(len(gpu_ids), "num_gpus"),
+                  "memory": to_units(max(memory - store_capacity, 0), "memory"),
+                  "object_store_memory": to_units(store_capacity, "object_store_memory"),
+                  "node:127.0.0.1": to_units(1, "node")}
+        for name, amount in (resources or {}).items():
+            if name in ("CPU", "GPU"):
+                raise ValueError(f"Use the 'num_cpus' and 'num_gpus' arguments of init() instead of '{name}' in "
+                                 f"'resources'.")
+            totals[name] = to_units(amount, f"resources[{name!r}]")
+        self.resources = NodeResources(totals, gpu_ids)
+        self.store = ObjectStore(store_capacity)
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)  # notified whenever objects complete or output arrives
+        self.objects = {}  # object id -> ObjectEntry
+        self.tasks = {}  # task id -> TaskRecord, for tasks not finished yet
+        self.function_table = {}  # function id -> pickled function
+        self.ready_queue = ReadyQueues()
+        self.workers = []
+        self.conn_to_worker = {}
+        self.waiters = []
+        self.local_refs = LocalRefCounts()
+        self.events = collections.deque(maxlen=EVENT_LOG_LENGTH)  # (time, kind, details...): what happened
+        self.finished = collections.deque(maxlen=EVENT_LOG_LENGTH)  # task runs, for timeline()
+        self.pending_output = []
+        self.output_in_main_thread = "ipykernel" in sys.modules  # see _emit_output
+        self.callbacks_due = []
+        self.startup_failures = 0
+        self.alive = True
+        self.wakeup_r, self.wakeup_w = os.pipe()
+        self.started_at = time.time()
+        for _ in range(max(1, int(num_cpus + 0.9999))):
+            self._start_worker()
+        self.io_thread = threading.Thread(target=self._io_loop, name="course_runtime-io", daemon=True)
+        self.io_thread.start()
+
+    # ---- workers ------------------------------------------------------------------------------------------
+    def _start_worker(self):
+        """Start a worker process connected by a socket pair (a pipe both ways; no network port)."""
+        ours, theirs = socket.socketpair()
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_parent,
+                                                                         os.environ.get("PYTHONPATH")])))
+        process = subprocess.Popen(
+            [sys.executable, "-c", "from course_runtime.worker import main; main()", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
+        theirs.close()
+        conn = Connection(ours.detach())
+        # The worker reads this first; tasks can be queued behind it while the process is still starting.
+        conn.send(("setup", sys.path, os.getcwd(), os.getpid(), JOB_ID, self.node_id, self.namespace))
+        worker = WorkerHandle(process, conn)
+        self.workers.append(worker)
+        self.conn_to_worker[conn] = worker
+        self._log("worker_started", worker.pid)
+        os.write(self.wakeup_w, b"w")  # the IO thread must start watching the new pipe
+        return worker
+
+    def _idle_worker(self):
+        for worker in reversed(self.workers):  # most recently used first: its caches are warm
+            if worker.task is None and worker.conn is not None:
+                return worker
+        if len(self.workers) < self.num_cpus + MAX_EXTRA_WORKERS and self.startup_failures < 3:
+            return self._start_worker()
+        return None
+
+    def _start(self, task, allocation):
+        worker = self._idle_worker()
+        if worker is None:
+            return False
+        task.state, task.worker, task.allocation = "RUNNING", worker, allocation
+        task.attempts += 1
+        worker.task = task
+        func_bytes = None
+        if task.func_id not in worker.functions:  # ship each function to each worker once
+            func_bytes = self.function_table[task.func_id]
+            worker.functions.add(task.func_id)
+        message = ("task", task.task_id, task.name, task.func_id, func_bytes,
+                   [self._locate(a) for a in task.args], {k: self._locate(v) for k, v in task.kwargs.items()},
+                   task.return_ids, task.num_returns, allocation.gpu_ids(), allocation.as_dict())
+        self._log("dispatch", task.task_id, worker.pid)
+        try:
+            worker.conn.send(message)
+        except OSError:
+            pass  # the worker died; the IO thread notices and retries the task
+        return True
+
+    def _locate(self, arg):
+        """How a worker finds an argument: ("v", pickle, buffers) inline, or ("s", path, size, layout)."""
+        if arg[0] == "v":
+            return arg
+        value = self.objects[arg[1]].value
+        if value[0] == "s":
+            segment = value[1]
+            return ("s", segment.path, segment.size, value[2])
+        return value
+
+    # ---- submitting tasks ---------------------------------------------------------------------------------
+    def submit_task(self, remote_function, args, kwargs, options):
+        name = options.get("name") or remote_function.__qualname__
+        args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
+        with self.lock:
+            self.function_table.setdefault(remote_function._function_id, remote_function.pickled())
+            task = self._new_task(random_task_id(), name, remote_function._function_id, args, kwargs, pins,
+                                  options, parent=None)
+            return_refs = [ObjectRef(i) for i in task.return_ids]
+            self._schedule()
+        if options["num_returns"] == 1:
+            return return_refs[0]
+        return return_refs or None
+
+    def _new_task(self, task_id, name, func_id, args, kwargs, pins, options, parent):
+        for entry in [self._entry(object_id) for object_id in pins]:  # all known, or none pinned
+            entry.refs += 1
+        num_returns = options["num_returns"]
+        task = TaskRecord(task_id=task_id, name=name, func_id=func_id, args=args, kwargs=kwargs,
+                          return_ids=[new_id(task_id, i + 1) for i in range(num_returns)], num_returns=num_returns,
+                          demand=resource_demand(options, 1), max_retries=options["max_retries"],
+                          retry_exceptions=options["retry_exceptions"], state="WAITING", waiting_on=set(),
+                          pins=pins, attempts=0, parent=parent, children=[], submitted=time.time(),
+                          cancel_requested=False)
+        self.tasks[task_id] = task
+        if parent is not None:
+            parent.children.append(task)
+        for object_id in task.return_ids:  # a worker that submitted it may already hold refs (see _read_messages)
+            entry = self.objects.setdefault(object_id, ObjectEntry(object_id, ""))
+            entry.creator, entry.task = f"returned by {name}", task
+        self._log("submit", task_id, name)
+        reason = self.resources.infeasible_reason(task.demand)
+        if reason:  # Ray would wait forever for a machine that has it; we say so at once (see README)
+            self._fail(task, TaskUnschedulableError(
+                f"The task '{name}' can never run on this machine: {reason}. Ask for less, or declare more "
+                f"with init(num_cpus=..., num_gpus=..., resources={{...}})."))
+            return task
+        dependencies = [a[1] for a in itertools.chain(args, kwargs.values()) if a[0] == "r"]
+        for object_id in dependencies:
+            entry = self.objects[object_id]
+            if entry.value is None:
+                task.waiting_on.add(object_id)
+                entry.dependents.append(task)
+            elif entry.value[0] == "e":
+                self._fail(task, entry.value[1])  # an upstream error flows to this task's results
+                return task
+        if not task.waiting_on:
+            task.state = "READY"
+            self.ready_queue.push(task)
+        return task
+
+    def _entry(self, object_id):
+        entry = self.objects.get(object_id)
+        if entry is None:
+            raise ObjectLostError(object_id, f"ObjectRef({object_id}) is unknown to this runtime: it belongs to "
+                                             f"a session that was shut down, or it was freed. Create it again in "
+                                             f"this session.")
+        return entry
+
+    def _schedule(self):
+        self.ready_queue.schedule(self.resources, self._start)
+
+    # ---- objects ------------------------------------------------------------------------------------------
+    def put_serialized(self, serialized, description, object_id=None):
+        """Store an already-pickled value; returns its id. Large values are copied into a new segment."""
+        object_id = object_id or new_id(random_task_id(), 1)
+        if serialized.size < INLINE_LIMIT:
+            value = ("v",) + serialized.inline()
+        else:
+            layout, size = serialized.layout()
+            with self.lock:
+                segment = self.store.allocate(size, description)
+            mapping = map_for_writing(segment.path, size)
+            with memoryview(mapping) as memory:  # copy outside the lock
+                serialized.write_into(memory, layout)
+            mapping.close()
+            value = ("s", segment, layout)
+        with self.lock:
+            self._add_ready_object(object_id, value, serialized.contained_refs, serialized.size, description)
+        return object_id
+
+    def _add_ready_object(self, object_id, value, contained, size, creator):
+        entry = self.objects.get(object_id) or ObjectEntry(object_id, creator)
+        self.objects[object_id] = entry
+        entry.creator, entry.size = creator, size
+        self._complete(entry, value, contained)
+
+    def put(self, value):
+        try:
+            serialized = serialize(value)
+        except Exception as error:
+            raise TypeError(f"Could not put the value in the object store: {describe_unpicklable(value, error)}.") \
+                from None
+        with self.lock:
+            self._drain_local_refs()
+        object_id = self.put_serialized(serialized, "put by the driver")
+        self._log("put", object_id, serialized.size)
+        return ObjectRef(object_id)
+
+    def _complete(self, entry, value, contained=()):
+        """An object's value is known: wake its dependents, and free it at once if nobody wants it."""
+        entry.value = value
+        entry.contained = tuple(contained)
+        for object_id in entry.contained:  # refs inside a stored value keep their objects alive
+            if object_id in self.objects:
+                self.objects[object_id].refs += 1
+        for task in entry.dependents:
+            if task.state != "WAITING":
+                continue
+            if value[0] == "e":
+                self._fail(task, value[1])
+                continue
+            task.waiting_on.discard(entry.id)
+            if not task.waiting_on:
+                task.state = "READY"
+                self.ready_queue.push(task)
+        entry.dependents = []
+        if entry.callbacks:
+            self.callbacks_due.extend(entry.callbacks)
+            entry.callbacks = []
+        if entry.refs <= 0 and entry.task is not None:  # a task result whose refs were all dropped already
+            self._free(entry)
+
+    def _decref(self, object_id):
+        entry = self.objects.get(object_id)
+        if entry is None:
+            return
+        entry.refs -= 1
+        if entry.refs <= 0 and entry.value is not None:
+            self._free(entry)
+
+    def _free(self, entry):
+        del self.objects[entry.id]
+        if entry.value[0] == "s":
+            self.store.free(entry.value[1])
+        for object_id in entry.contained:
+            self._decref(object_id)
+
+    def _drain_local_refs(self):
+        held, released = self.local_refs.drain()
+        for object_id in held:
+            entry = self.objects.get(object_id)
+            if entry is not None:
+                entry.refs += 1
+        for object_id in released:
+            self._decref(object_id)
+
+    # ---- finishing tasks ----------------------------------------------------------------------------------
+    def _fail(self, task, error):
+        for object_id in task.return_ids:
+            entry = self.objects.get(object_id)
+            if entry is not None and entry.value is None:
+                self._complete(entry, ("e", error))
+        self._finish(task, "FAILED")
+
+    def _finish(self, task, state):
+        task.state = state
+        self.tasks.pop(task.task_id, None)
+        if task.worker is not None:
+            self._release(task)
+        for object_id in task.pins:
+            self._decref(object_id)
+        task.pins = ()
+        self._log("finish", task.task_id, state)
+
+    def _release(self, task):
+        worker = task.worker
+        if worker.lent:  # it was blocked in get; take back what it lent before releasing everything
+            self.resources.reclaim("CPU", worker.lent)
+            worker.lent = 0
+        self.resources.release(task.allocation)
+        worker.task, task.worker, task.allocation = None, None, None
+
+    def _retry(self, task):
+        self._release(task)
+        task.state = "READY"
+        self.ready_queue.push(task)
+        self._log("retry", task.task_id, task.attempts)
+
+    def _retries_left(self, task):
+        return task.max_retries == -1 or task.attempts <= task.max_retries
+
+    def _on_done(self, worker, task_id, returns, error_bytes, started, ended):
+        task = self.tasks.get(task_id)
+        if task is None or task.worker is not worker:
+            return
+        self.finished.append((task.name, task_id, worker.pid, started, ended, "FAILED" if error_bytes else "FINISHED"))
+        if task.cancel_requested:
+            self._discard_returns(returns)
+            self._fail(task, TaskCancelledError(task_id))
+        elif error_bytes is not None:
+            error = _load_error(error_bytes, task.name)
+            if self._should_retry_error(task, error):
+                self._retry(task)
+                return
+            self._fail(task, error)
+        else:
+            for object_id, (value, contained, size) in zip(task.return_ids, returns):
+                if value[0] == "s":
+                    worker.unsealed.discard(value[1])
+                    value = ("s", self.store.segments[value[1]], value[2])
+                entry = self.objects[object_id]
+                entry.size = size
+                self._complete(entry, value, contained)
+            self._finish(task, "FINISHED")
+
+    def _should_retry_error(self, task, error):
+        retry = task.retry_exceptions
+        if not retry or not self._retries_left(task) or not isinstance(error, RayTaskError):
+            return False
+        return retry is True or isinstance(error.cause, tuple(retry))
+
+    def _discard_returns(self, returns):
+        for value, _, _ in returns or ():
+            if value[0] == "s" and value[1] in self.store.segments:
+                self.store.free(self.store.segments[value[1]])
+
+    def _on_worker_exit(self, worker):
+        if worker.conn is None:
+            return
+        self.conn_to_worker.pop(worker.conn, None)
+        worker.conn.close()
+        worker.conn = None
+        self.workers.remove(worker)
+        try:
+            code = worker.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            code = worker.process.wait()
+        self._log("worker_exited", worker.pid, code)
+        if not worker.ready:
+            self.startup_failures += 1
+        for object_id in worker.holding:
+            self._decref(object_id)
+        for seg_id in worker.unsealed:  # half-written objects are never seen by anyone
+            self.store.free(self.store.segments[seg_id])
+        self.waiters = [w for w in self.waiters if w.worker is not worker]
+        task = worker.task
+        if task is not None:
+            if task.cancel_requested:
+                self._release(task)
+                self._fail(task, TaskCancelledError(task.task_id))
+            elif self._retries_left(task):
+                self._retry(task)
+            else:
+                self._release(task)
+                self._fail(task, WorkerCrashedError(
+                    f"The worker running '{task.name}' (pid {worker.pid}) died unexpectedly (exit code {code}) "
+                    f"after {task.attempts} attempt(s); max_retries={task.max_retries}."))
+        if self.alive and len(self.workers) < self.num_cpus and self.startup_failures < 3:
+            self._start_worker()
+        if self.startup_failures >= 3:
+            self._fail_everything(RaySystemError("Worker processes fail to start; see the errors printed above."))
+
+    def _fail_everything(self, error):
+        for task in list(self.tasks.values()):
+            if task.state in ("WAITING", "READY"):
+                self._fail(task, error)
+
+    # ---- messages from workers ----------------------------------------------------------------------------
+    def _io_loop(self):
+        wakeup = self.wakeup_r
+        while self.alive:
+            with self.lock:
+                connections = list(self.conn_to_worker)
+            timeout = self._next_deadline()
+            try:
+                ready = wait_for_connections(connections + [wakeup], timeout)
+            except OSError:
+                continue  # a pipe was closed under us (shutdown); look again
+            with self.lock:
+                if not self.alive:
+                    break
+                self._drain_local_refs()
+                for conn in ready:
+                    if conn is wakeup:
+                        os.read(wakeup, 4096)
+                        continue
+                    worker = self.conn_to_worker.get(conn)
+                    if worker is not None:
+                        self._read_messages(worker)
+                self._answer_waiters()
+                self._schedule()
+                self.changed.notify_all()
+                callbacks, self.callbacks_due = self.callbacks_due, []
+            for callback in callbacks:
+                callback()
+            if self.pending_output and not self.output_in_main_thread:
+                self.flush_output()
+
+    def _read_messages(self, worker):
+        try:
+            while worker.conn is not None and worker.conn.poll():
+                message = worker.conn.recv()
+                kind, held, released = message[0], message[1], message[2]
+                for object_id in held:  # apply "now holds" before the message, "no longer holds" after it
+                    entry = self.objects.get(object_id)
+                    if entry is None:  # the message itself creates it (a put or a nested task's result)
+                        entry = self.objects[object_id] = ObjectEntry(object_id, "a worker")
+                    entry.refs += 1
+                    worker.holding.add(object_id)
+                getattr(self, "_msg_" + kind)(worker, *message[3:])
+                for object_id in released:
+                    worker.holding.discard(object_id)
+                    self._decref(object_id)
+        except (EOFError, OSError):
+            self._on_worker_exit(worker)
+
+    def _reply(self, worker, req_id, payload):
+        try:
+            worker.conn.send(("reply", req_id, payload))
+        except (OSError, AttributeError):
+            pass
+
+    def _msg_ready(self, worker):
+        worker.ready = True
+        self.startup_failures = 0
+
+    def _msg_done(self, worker, *fields):
+        self._on_done(worker, *fields)
+
+    def _msg_log(self, worker, stream, text):
+        self._emit_output(stream, text)
+
+    def _msg_submit(self, worker, func_id, func_bytes, task_id, name, args, kwargs, pins, options):
+        options = pickle.loads(options)
+        if func_bytes is not None:
+            self.function_table[func_id] = func_bytes
+        try:
+            self._new_task(task_id, name, func_id, args, kwargs, pins, options, parent=worker.task)
+        except ObjectLostError as error:
+            for i in range(options["num_returns"]):
+                self._add_ready_object(new_id(task_id, i + 1), ("e", error), (), 0, name)
+
+    def _msg_put(self, worker, object_id, value, contained, size, description):
+        if value[0] == "s":
+            worker.unsealed.discard(value[1])
+            value = ("s", self.store.segments[value[1]], value[2])
+        self._add_ready_object(object_id, value, contained, size, description)
+
+    def _msg_alloc(self, worker, req_id, size, description):
+        try:
+            segment = self.store.allocate(size, description)
+        except ObjectStoreFullError as error:
+            self._reply(worker, req_id, ("full", str(error)))
+            return
+        worker.unsealed.add(segment.seg_id)
+        self._reply(worker, req_id, ("ok", segment.seg_id, segment.path))
+
+    def _msg_get(self, worker, req_id, ids, timeout):
+        self._add_waiter(Waiter(worker, req_id, ids, len(ids), _deadline(timeout), "get"))
+
+    def _msg_wait(self, worker, req_id, ids, num_returns, timeout):
+        self._add_waiter(Waiter(worker, req_id, ids, num_returns, _deadline(timeout), "wait"))
+
+    def _msg_cancel(self, worker, object_id, force, recursive):
+        self._cancel(object_id, force, recursive)
+
+    def _msg_query(self, worker, req_id, what):
+        answers = {"cluster_resources": self.resources.total_dict,
+                   "available_resources": self.resources.available_dict, "nodes": self.nodes,
+                   "timeline": self.timeline}
+        self._reply(worker, req_id, answers[what]())
+
+    def _add_waiter(self, waiter):
+        if not self._answer(waiter):
+            self.waiters.append(waiter)
+            task = waiter.worker.task
+            if task is not None and not waiter.worker.lent:  # lend its CPUs while it waits
+                waiter.worker.lent = task.allocation.units.get("CPU", 0)
+                self.resources.lend("CPU", waiter.worker.lent)
+
+    def _answer_waiters(self):
+        if self.waiters:
+            self.waiters = [w for w in self.waiters if not self._answer(w)]
+
+    def _answer(self, waiter):
+        """Reply to a blocked worker if its request is satisfied (or timed out). True if answered."""
+        worker = waiter.worker
+        if worker.task is not None and worker.task.cancel_requested:
+            self._reply(worker, waiter.req_id, ("cancelled",))
+            return True
+        entries = [self.objects.get(i) for i in waiter.ids]
+        if any(e is None for e in entries):
+            missing = next(i for i, e in zip(waiter.ids, entries) if e is None)
+            self._reply(worker, waiter.req_id, ("error", pickle.dumps(ObjectLostError(missing))))
+            return True
+        ready = [e for e in entries if e.value is not None]
+        timed_out = waiter.deadline is not None and time.monotonic() >= waiter.deadline
+        if waiter.kind == "get":
+            error = next((e for e in ready if e.value[0] == "e"), None)
+            if error is None and len(ready) < len(entries) and not timed_out:
+                return False
+            if error is not None:
+                payload = ("error", _dump_error(error.value[1]))
+            elif len(ready) < len(entries):
+                payload = ("timeout",)
+            else:
+                payload = ("values", [self._locate(("r", e.id)) for e in entries])
+        else:
+            if len(ready) < waiter.num_returns and not timed_out:
+                return False
+            payload = ("ready", [e.id for e in ready][:waiter.num_returns])
+        if worker.lent:
+            self.resources.reclaim("CPU", worker.lent)
+            worker.lent = 0
+        self._reply(worker, waiter.req_id, payload)
+        return True
+
+    def _next_deadline(self):
+        deadlines = [w.deadline for w in self.waiters if w.deadline is not None]
+        if not deadlines:
+            return 0.5  # wake now and then to apply dropped refs even when nothing else happens
+        return max(0.0, min(min(deadlines) - time.monotonic(), 0.5))
+
+    # ---- worker output ------------------------------------------------------------------------------------
+    def _emit_output(self, stream, text):
+        # In Jupyter, output printed from a background thread can land in whichever cell started that thread,
+        # so there we queue worker lines and print them from the user's thread (in get/wait, and after each cell).
+        self.pending_output.append((stream, text))
+        self.changed.notify_all()
+
+    def flush_output(self):
+        with self.lock:
+            lines, self.pending_output = self.pending_output, []
+        for stream, text in lines:
+            target = sys.stderr if stream == "stderr" else sys.stdout
+            try:
+                target.write(text)
+                target.flush()
+            except Exception:
+                pass
+
+    # ---- the API, driver side -----------------------------------------------------------------------------
+    def get_values(self, ids, timeout):
+        deadline = _deadline(timeout)
+        with self.lock:
+            self._drain_local_refs()
+            entries = [self._entry(i) for i in ids]
+            self._log("get", len(ids))
+            while True:
+                error = next((e.value[1] for e in entries if e.value is not None and e.value[0] == "e"), None)
+                if error is not None:
+                    break
+                if all(e.value is not None for e in entries):
+                    break
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self.changed.wait(remaining if remaining is not None else 1.0)
+                if self.pending_output:
+                    self.flush_output()
+            values = [e.value for e in entries]
+        if self.pending_output:
+            self.flush_output()
+        if error is not None:
+            raise_stored_error(error)
+        if any(v is None for v in values):
+            pending = sum(v is None for v in values)
+            raise GetTimeoutError(f"Get timed out: {pending} of {len(ids)} object(s) were not ready after "
+                                  f"{timeout} s.")
+        return [load_value(v) for v in values]
+
+    def wait_ids(self, ids, num_returns, timeout):
+        deadline = _deadline(timeout)
+        with self.lock:
+            self._drain_local_refs()
+            entries = [self._entry(i) for i in ids]
+            self._log("wait", len(ids), num_returns)
+            while True:
+                ready = [e.id for e in entries if e.value is not None]
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if len(ready) >= num_returns or (remaining is not None and remaining <= 0):
+                    break
+                self.changed.wait(remaining if remaining is not None else 1.0)
+                if self.pending_output:
+                    self.flush_output()
+        if self.pending_output:
+            self.flush_output()
+        return set(ready[:num_returns])
+
+    def future_for(self, ref):
+        future = concurrent.futures.Future()
+
+        def resolve():
+            try:
+                future.set_result(self.get_values([ref.hex()], None)[0])
+            except BaseException as error:
+                future.set_exception(error)
+
+        with self.lock:
+            entry = self._entry(ref.hex())
+            if entry.value is None:
+                entry.callbacks.append(resolve)
+                return future
+        resolve()
+        return future
+
+    def cancel(self, object_id, force, recursive):
+        with self.lock:
+            self._cancel(object_id, force, recursive)
+            self._schedule()
+            self.changed.notify_all()
+
+    def _cancel(self, object_id, force, recursive):
+        entry = self.objects.get(object_id)
+        task = entry.task if entry is not None else None
+        if task is not None:
+            self._cancel_task(task, force, recursive)
+
+    def _cancel_task(self, task, force, recursive):
+        if task.task_id not in self.tasks:
+            return  # finished already: nothing to cancel
+        if recursive:
+            for child in task.children:
+                self._cancel_task(child, force, recursive)
+        self._log("cancel", task.task_id, force)
+        if task.state in ("WAITING", "READY"):
+            self._fail(task, TaskCancelledError(task.task_id))
+        elif task.state == "RUNNING" and not task.cancel_requested:
+            task.cancel_requested = True
+            worker = task.worker
+            if force:
+                worker.process.kill()
+            elif any(w.worker is worker for w in self.waiters):
+                self._answer_waiters()  # it is blocked in get/wait: answer "cancelled"
+            else:
+                os.kill(worker.pid, signal.SIGUSR1)  # raises KeyboardInterrupt inside the task
+
+    def runtime_context(self):
+        return RuntimeContext(JOB_ID, self.node_id, self.namespace)
+
+    def cluster_resources(self):
+        with self.lock:
+            return self.resources.total_dict()
+
+    def available_resources(self):
+        with self.lock:
+            return self.resources.available_dict()
+
+    def nodes(self):
+        return [{"NodeID": self.node_id, "Alive": True, "alive": True, "NodeManagerAddress": "127.0.0.1",
+                 "NodeManagerHostname": socket.gethostname(), "NodeName": "127.0.0.1",
+                 "Resources": self.cluster_resources(), "IsHeadNode": True}]
+
+    def timeline(self):
+        """Every finished task as a Chrome-trace "complete" event, the format Ray's timeline() returns."""
+        with self.lock:
+            runs = list(self.finished)
+        events = [{"ph": "M", "name": "process_name", "pid": "Node 127.0.0.1", "args": {"name": "Node 127.0.0.1"}}]
+        for pid in sorted({run[2] for run in runs}):
+            events.append({"ph": "M", "name": "thread_name", "pid": "Node 127.0.0.1", "tid": f"worker {pid}",
+                           "args": {"name": f"worker {pid}"}})
+        for name, task_id, pid, started, ended, state in runs:
+            events.append({"cat": f"task::{name}", "name": name, "pid": "Node 127.0.0.1", "tid": f"worker {pid}",
+                           "ts": started * 1e6, "dur": (ended - started) * 1e6, "ph": "X",
+                           "args": {"task_id": task_id, "state": state}})
+        return events
+
+    def _log(self, kind, *details):
+        self.events.append((time.time(), kind) + details)
+
+    def shutdown(self):
+        with self.lock:
+            if not self.alive:
+                return
+            self.alive = False
+            for worker in self.workers:
+                try:
+                    worker.conn.send(("exit",))
+                except (OSError, AttributeError):
+                    pass
+        os.write(self.wakeup_w, b"x")
+        if self.io_thread is not threading.current_thread():
+            self.io_thread.join(timeout=5)
+        deadline = time.monotonic() + 2
+        for worker in self.workers:
+            try:
+                worker.process.wait(timeout=max(0.05, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+            if worker.conn is not None:
+                worker.conn.close()
+        self.flush_output()
+        self.workers, self.conn_to_worker, self.objects, self.tasks = [], {}, {}, {}
+        self.store.close()
+        os.close(self.wakeup_r)
+        os.close(self.wakeup_w)
+        refs_module.clear_pending_events()
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
+def load_value(value):
+    """The Python value of a stored object (zero-copy for buffers in shared memory)."""
+    kind = value[0]
+    if kind == "v":
+        return deserialize_inline(value[1], value[2])
+    if kind == "s":
+        return deserialize_from(value[1].read_view(), value[2])
+    raise_stored_error(value[1])
+
+
+def raise_stored_error(error):
+    if isinstance(error, RayTaskError):
+        raise error.as_instanceof_cause()
+    raise copy.copy(error)  # a fresh instance each time, so tracebacks don't pile up
+
+
+def _dump_error(error):
+    return pickle.dumps(error)
+
+
+def _load_error(error_bytes, task_name):
+    try:
+        return pickle.loads(error_bytes)
+    except Exception as problem:
+        return RaySystemError(f"The error raised by '{task_name}' could not be unpickled in the driver: {problem}")
+
+
+def _deadline(timeout):
+    if timeout is None:
+        return None
+    return time.monotonic() + timeout
+
+
+def detect_gpu_ids(num_gpus):
+    """GPU ids: the first `num_gpus` visible devices, or logical ones (0..n-1) if the machine has fewer."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        found = [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    elif shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+            found = [i for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+        except (OSError, subprocess.SubprocessError):
+            found = []
+    else:
+        found = []
+    if num_gpus is None:
+        return found
+    to_units(num_gpus, "num_gpus")
+    if num_gpus != int(num_gpus):
+        raise ValueError(f"init(num_gpus={num_gpus}): the number of GPUs must be a whole number.")
+    return found[:int(num_gpus)] if len(found) >= num_gpus else list(range(int(num_gpus)))
+
+
+def total_memory():
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 2**30

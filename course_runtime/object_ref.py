@@ -1,0 +1,102 @@
+"""ObjectRef: a future for a value in the object store, and the reference counting that decides its lifetime.
+
+Mirrors `ray.ObjectRef` and the reference counter in Ray's core worker. Every process counts its live ObjectRef
+instances per object id. Creating or deleting a ref only appends to a deque (cheap, thread-safe, and safe inside
+`__del__`, which can run at any moment); the runtime drains the deque at its next step. A worker tells the driver
+when it starts or stops holding an id; the driver frees an object once nobody holds it: no ref in the driver, none
+in any worker, no queued task that needs it, and no stored value that contains it.
+"""
+import collections
+import os
+
+from . import serialization
+
+_events = collections.deque()  # (object id, +1 or -1), in the order refs were created and deleted
+
+
+class ObjectRef:
+    """The receipt for a value that is (or will be) in the object store. Pass it around; `get` it when needed."""
+
+    __slots__ = ("_id", "__weakref__")
+
+    def __init__(self, id_hex):
+        self._id = id_hex
+        _events.append((id_hex, 1))
+
+    def __del__(self):
+        try:
+            _events.append((self._id, -1))
+        except Exception:  # interpreter shutdown
+            pass
+
+    def hex(self):
+        return self._id
+
+    def binary(self):
+        return bytes.fromhex(self._id)
+
+    def __eq__(self, other):
+        return isinstance(other, ObjectRef) and other._id == self._id
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __repr__(self):
+        return f"ObjectRef({self._id})"
+
+    def __reduce__(self):
+        # Pickling a ref (inside a task argument or a stored value) records it, so the runtime keeps the object
+        # alive for as long as the message or value that carries it.
+        serialization.note_contained_ref(self._id)
+        return (ObjectRef, (self._id,))
+
+    def future(self):
+        """A concurrent.futures.Future that completes with the value (or the error) of this ref."""
+        from . import api
+        return api._runtime().future_for(self)
+
+    def __await__(self):
+        import asyncio
+        return asyncio.wrap_future(self.future()).__await__()
+
+
+def new_id(task_id_hex, index):
+    """Object ids are the creating task's id plus a 4-byte index (as in Ray): 56 hex characters."""
+    return task_id_hex + index.to_bytes(4, "little").hex()
+
+
+def random_task_id():
+    return os.urandom(24).hex()
+
+
+class LocalRefCounts:
+    """This process's count of live ObjectRef instances per id, turned into 'now held' / 'no longer held' news."""
+
+    def __init__(self):
+        self.counts = {}
+
+    def drain(self):
+        """Apply the pending events; return (ids that became held, ids that stopped being held)."""
+        counts = self.counts
+        changed = set()
+        popleft = _events.popleft
+        while True:
+            try:
+                ref_id, delta = popleft()
+            except IndexError:
+                break
+            before = counts.get(ref_id, 0)
+            after = before + delta
+            if after:
+                counts[ref_id] = after
+            else:
+                counts.pop(ref_id, None)
+            if (before == 0) != (after == 0):
+                changed ^= {ref_id}  # toggled twice (held then released, or the reverse) means no news
+        held = [i for i in changed if i in counts]
+        released = [i for i in changed if i not in counts]
+        return held, released
+
+
+def clear_pending_events():
+    _events.clear()

@@ -1,0 +1,65 @@
+"""What code can ask about where it runs: job, node, task and actor ids, and the resources it was given.
+
+Mirrors `ray.runtime_context`. The driver and each worker fill in a RuntimeContext for the code running there.
+"""
+
+
+class RuntimeContext:
+    def __init__(self, job_id, node_id, namespace, task_id=None, task_name=None, assigned_resources=None,
+                 worker_id=None, actor_id=None, actor_name=None, current_actor=None, canceled=None):
+        self._job_id, self._node_id, self._namespace = job_id, node_id, namespace
+        self._task_id, self._task_name, self._worker_id = task_id, task_name, worker_id
+        self._assigned = assigned_resources or {}
+        self._actor_id, self._actor_name, self._current_actor = actor_id, actor_name, current_actor
+        self._canceled = canceled or (lambda: False)
+
+    def get_job_id(self):
+        return self._job_id
+
+    def get_node_id(self):
+        return self._node_id
+
+    def get_worker_id(self):
+        return self._worker_id
+
+    def get_task_id(self):
+        """The id of the running task, or None on the driver."""
+        return self._task_id
+
+    def get_task_name(self):
+        return self._task_name
+
+    def get_actor_id(self):
+        return self._actor_id
+
+    def get_actor_name(self):
+        return self._actor_name
+
+    def get_assigned_resources(self):
+        """The resources this task or actor holds, e.g. {'CPU': 1.0}; {} on the driver."""
+        return dict(self._assigned)
+
+    def is_canceled(self):
+        return self._canceled()
+
+    @property
+    def namespace(self):
+        return self._namespace
+
+    @property
+    def current_actor(self):
+        if self._current_actor is None:
+            raise RuntimeError("current_actor is only available inside an actor.")
+        return self._current_actor
+
+    @property
+    def was_current_actor_reconstructed(self):
+        return False
+
+    def get(self):
+        return {"job_id": self._job_id, "node_id": self._node_id, "namespace": self._namespace,
+                "task_id": self._task_id, "actor_id": self._actor_id}
+
+    def __repr__(self):
+        return (f"RuntimeContext(job_id={self._job_id}, node_id={self._node_id[:8]}..., task_id={self._task_id}, "
+                f"actor_id={self._actor_id})")

@@ -1,0 +1,88 @@
+"""Turning Python values into bytes and back, so they can cross process boundaries.
+
+Mirrors `ray._private.serialization`. Values are pickled with cloudpickle (so functions and classes defined in a
+notebook travel by value) using pickle protocol 5: large binary buffers, such as a numpy array's data, are kept
+*out of band*, as separate buffers, instead of being copied into the pickle stream. The object store puts those
+buffers in shared memory, and readers rebuild the array directly on top of them: no copy, and read-only.
+"""
+import pickle
+import threading
+
+import cloudpickle
+
+INLINE_LIMIT = 100 * 1024  # values smaller than this travel inside messages; larger ones go to shared memory
+ALIGNMENT = 64  # buffers in shared memory start on cache-line boundaries (numpy likes aligned data)
+
+_collecting = threading.local()  # ids of ObjectRefs met while pickling (see ObjectRef.__reduce__)
+
+
+class SerializedValue:
+    """A pickled value: the pickle stream, its out-of-band buffers, and the ObjectRefs found inside it."""
+
+    __slots__ = ("inband", "buffers", "contained_refs", "size")
+
+    def __init__(self, inband, buffers, contained_refs):
+        self.inband = inband
+        self.buffers = buffers  # list of contiguous memoryviews
+        self.contained_refs = contained_refs
+        self.size = len(inband) + sum(b.nbytes for b in buffers)
+
+    def inline(self):
+        """The value as plain bytes objects, to send inside a message."""
+        return (self.inband, [b.tobytes() for b in self.buffers])
+
+    def layout(self):
+        """Where each part goes in a shared-memory segment: (inband length, [(offset, length), ...]), total size."""
+        offset = _align(len(self.inband))
+        parts = []
+        for b in self.buffers:
+            parts.append((offset, b.nbytes))
+            offset = _align(offset + b.nbytes)
+        return (len(self.inband), parts), max(offset, 1)
+
+    def write_into(self, memory, layout):
+        inband_len, parts = layout
+        memory[:inband_len] = self.inband
+        for buf, (offset, length) in zip(self.buffers, parts):
+            memory[offset:offset + length] = buf.cast("B")
+
+
+def _align(n):
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def serialize(value):
+    """Pickle `value`, keeping large buffers out of band. Raises whatever pickling raises."""
+    buffers = []
+    previous = getattr(_collecting, "refs", None)
+    _collecting.refs = refs = []
+    try:
+        inband = cloudpickle.dumps(value, protocol=5, buffer_callback=lambda b: buffers.append(b.raw()))
+    finally:
+        _collecting.refs = previous
+    return SerializedValue(inband, buffers, refs)
+
+
+def note_contained_ref(ref_id):
+    """Called by ObjectRef.__reduce__: remember that the value being pickled holds this ref."""
+    refs = getattr(_collecting, "refs", None)
+    if refs is not None:
+        refs.append(ref_id)
+
+
+def deserialize_inline(inband, buffers):
+    return pickle.loads(inband, buffers=buffers)
+
+
+def deserialize_from(memory, layout):
+    """Rebuild a value whose parts lie in `memory` (a read-only memoryview of a segment): zero-copy."""
+    inband_len, parts = layout
+    return pickle.loads(memory[:inband_len], buffers=[memory[o:o + n] for o, n in parts])
+
+
+def describe_unpicklable(value, error):
+    """A short explanation of why `value` could not be pickled, for error messages."""
+    text = repr(value)
+    if len(text) > 120:
+        text = text[:117] + "..."
+    return f"{text} ({type(value).__name__}) could not be serialized: {type(error).__name__}: {error}"
