@@ -22,7 +22,7 @@ class RayTaskError(RayError):
         self.traceback_str = traceback_str
         self.cause = cause
         self.pid = pid
-        super().__init__(self._message())
+        Exception.__init__(self, self._message())  # not super(): in a dual class, the next base is the cause's
 
     def _message(self):
         where = f" (pid={self.pid})" if self.pid is not None else ""
@@ -42,12 +42,12 @@ class RayTaskError(RayError):
         try:
             dual = _dual_class(cause_cls)
             error = dual.__new__(dual)
-        except TypeError:  # the cause's class can't be subclassed (or has an incompatible layout)
+            error.__dict__.update(getattr(self.cause, "__dict__", {}))  # custom attributes survive
+            RayTaskError.__init__(error, self.function_name, self.traceback_str, self.cause, self.pid)
+            error.args = (self.cause,)
+            return error
+        except TypeError:  # the cause's class can't be subclassed, or wants other constructor arguments
             return self
-        error.__dict__.update(getattr(self.cause, "__dict__", {}))  # custom attributes survive
-        RayTaskError.__init__(error, self.function_name, self.traceback_str, self.cause, self.pid)
-        error.args = (self.cause,)
-        return error
 
 
 _dual_classes = {}

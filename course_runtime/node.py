@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from multiprocessing.connection import Connection, wait as wait_for_connections
 
 from . import object_ref as refs_module
@@ -50,11 +51,12 @@ class ObjectEntry:
     """One object in the table. `value` is ("v", pickle, buffers) inline, ("s", Segment, layout) in shared memory,
     or ("e", exception) for a failed task; None while pending."""
 
-    __slots__ = ("id", "value", "refs", "dependents", "contained", "size", "creator", "task", "callbacks")
+    __slots__ = ("id", "value", "refs", "dependents", "contained", "size", "creator", "task", "callbacks",
+                 "dropped")
 
     def __init__(self, object_id, creator, task=None):
         self.id, self.creator, self.task = object_id, creator, task
-        self.value, self.refs, self.size = None, 0, 0
+        self.value, self.refs, self.size, self.dropped = None, 0, 0, False
         self.dependents, self.contained, self.callbacks = [], (), []
 
 
@@ -194,7 +196,7 @@ class Node:
 
     # ---- submitting tasks ---------------------------------------------------------------------------------
     def submit_task(self, remote_function, args, kwargs, options):
-        name = options.get("name") or remote_function.__qualname__
+        name = options.get("name") or remote_function.__name__
         args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
         with self.lock:
             self.function_table.setdefault(remote_function._function_id, remote_function.pickled())
@@ -312,7 +314,7 @@ class Node:
         if entry.callbacks:
             self.callbacks_due.extend(entry.callbacks)
             entry.callbacks = []
-        if entry.refs <= 0 and entry.task is not None:  # a task result whose refs were all dropped already
+        if entry.dropped and entry.refs <= 0:  # a task result whose refs were all dropped while it ran
             self._free(entry)
 
     def _decref(self, object_id):
@@ -320,11 +322,15 @@ class Node:
         if entry is None:
             return
         entry.refs -= 1
-        if entry.refs <= 0 and entry.value is not None:
-            self._free(entry)
+        if entry.refs <= 0:
+            if entry.value is not None:
+                self._free(entry)
+            else:
+                entry.dropped = True  # free it as soon as its value arrives
 
     def _free(self, entry):
-        del self.objects[entry.id]
+        if self.objects.pop(entry.id, None) is None:
+            return  # freed already (e.g. while its dependents were being failed)
         if entry.value[0] == "s":
             self.store.free(entry.value[1])
         for object_id in entry.contained:
@@ -472,7 +478,10 @@ class Node:
                         continue
                     worker = self.conn_to_worker.get(conn)
                     if worker is not None:
-                        self._read_messages(worker)
+                        try:
+                            self._read_messages(worker)
+                        except Exception:  # a bug here must not stop the loop that every get() relies on
+                            traceback.print_exc()
                 self._answer_waiters()
                 self._schedule()
                 self.changed.notify_all()
@@ -692,6 +701,7 @@ class Node:
 
     def cancel(self, object_id, force, recursive):
         with self.lock:
+            self._drain_local_refs()
             self._cancel(object_id, force, recursive)
             self._schedule()
             self.changed.notify_all()

@@ -64,11 +64,22 @@ def _is_internal(event):
 
 
 def _label(event):
-    """The task name to show: ``name`` (or ``cat`` if there is none), without a ``task::`` prefix."""
-    name = event.get("name")
-    if not name or name in ("task", "task:execute"):
-        name = event.get("cat") or "task"
-    return _strip(name)
+    """The task name to show. ``cat`` when it is ``"task::<name>"`` (Ray puts "task::f" / "task::Counter.inc"
+    there, and a module-qualified "__main__.f" or a bare "inc" in ``name``), else ``name``, else ``cat``."""
+    cat = str(event.get("cat") or "")
+    if cat.startswith("task::"):
+        return _strip(cat)
+    return _strip(event.get("name") or cat or "task")
+
+
+def _matches(span_name, event, wanted):
+    """Does a task match `wanted`? Its label, its raw event name or the last dotted part of either will do,
+    so ``"slow"``, ``"task::slow"``, ``"__main__.slow"`` all select Ray's "task::slow", and ``"inc"`` selects
+    an actor method "Counter.inc"."""
+    wanted = _strip(wanted)
+    candidates = {span_name, _strip(event.get("name") or "")}
+    candidates |= {c.rsplit(".", 1)[-1] for c in candidates}
+    return wanted in candidates
 
 
 def task_spans(events, name=None):
@@ -105,7 +116,7 @@ def task_spans(events, name=None):
     spans = []
     for e in complete:
         label = _label(e)
-        if name is not None and label != _strip(name):
+        if name is not None and not _matches(label, e, name):
             continue
         pid, tid = e.get("pid"), e.get("tid")
         lane = str(thread_names.get((pid, tid), tid))
@@ -250,13 +261,13 @@ def plot_timeline(events=None, ax=None, title=None, backend=None, name=None, lab
     end = max(s.end for s in spans) - t0
     if labels and len(spans) <= 60:
         for s in spans:
-            if (s.end - s.start) < 0.011 * len(s.name) * (end or 1):
+            if (s.end - s.start) < 0.014 * len(s.name) * (end or 1):
                 continue  # the name would not fit inside its bar: the legend says what it is
             ax.text(s.start - t0 + (s.end - s.start) / 2, row[s.lane], s.name, ha="center", va="center",
                     fontsize=8, color="white", clip_on=True)
 
     ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels(lanes)
+    ax.set_yticklabels([lane if len(lane) <= 24 else lane[:20] + "…" for lane in lanes])  # Ray's ids are long
     ax.set_ylim(len(lanes) - 0.5, -0.5)  # first lane on top
     ax.set_xlim(0, end * 1.02 if end > 0 else 1)
     ax.grid(axis="x", alpha=0.3)

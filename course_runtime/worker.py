@@ -201,7 +201,7 @@ class WorkerClient:
 
     # ---- the API inside a task (see api.py for the checks on arguments) -----------------------------------
     def submit_task(self, remote_function, args, kwargs, options):
-        name = options.get("name") or remote_function.__qualname__
+        name = options.get("name") or remote_function.__name__
         args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
         func_id = remote_function._function_id
         func_bytes = None

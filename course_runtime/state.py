@@ -1,0 +1,113 @@
+"""Seeing inside the runtime: workers, waiting tasks and why they wait, objects in the store, the event log.
+
+Plays the part of Ray's state API (`ray.util.state`) and dashboard, for one machine and inline in a notebook:
+`summary()` shows a readable table (text, or HTML in Jupyter), `events()` the log of everything that happened.
+These are course helpers: real Ray offers the same information through its dashboard and `ray list ...`.
+"""
+import html
+import time
+
+from . import api
+from .scheduler import describe
+
+
+def _node():
+    node = api._node
+    if node is None:
+        raise RuntimeError("The course runtime is not running in this process: call init() first (state helpers "
+                           "work in the driver only).")
+    return node
+
+
+def events(kind=None):
+    """The event log as a list of dicts: submit, dispatch, finish, retry, cancel, get, wait, put, worker_started...
+
+    >>> import course_runtime as ray
+    >>> from course_runtime import state
+    >>> _ = ray.init(num_cpus=1, ignore_reinit_error=True)
+    >>> _ = ray.get(ray.put(1))
+    >>> [e["kind"] for e in state.events("get")][-1]
+    'get'
+    """
+    fields = {"submit": ("task_id", "name"), "dispatch": ("task_id", "worker_pid"), "finish": ("task_id", "state"),
+              "retry": ("task_id", "attempt"), "cancel": ("task_id", "force"), "get": ("count",),
+              "wait": ("count", "num_returns"), "put": ("object_id", "size"), "worker_started": ("worker_pid",),
+              "worker_exited": ("worker_pid", "exit_code")}
+    node = _node()
+    with node.lock:
+        log = list(node.events)
+    out = []
+    for record in log:
+        if kind is None or record[1] == kind:
+            entry = {"time": record[0], "kind": record[1]}
+            entry.update(zip(fields.get(record[1], ()), record[2:]))
+            out.append(entry)
+    return out
+
+
+def summary():
+    """A snapshot: workers and what they run, tasks waiting and why, objects in the store."""
+    node = _node()
+    with node.lock:
+        node._drain_local_refs()
+        now = time.time()
+        workers = [{"pid": w.pid, "state": ("blocked in get/wait" if w.lent else "running") if w.task else "idle",
+                    "task": w.task.name if w.task else ""} for w in node.workers]
+        tasks = []
+        for task in node.tasks.values():
+            if task.state == "WAITING":
+                reason = f"waiting for {len(task.waiting_on)} argument(s) to be computed"
+            elif task.state == "READY":
+                reason = (f"waiting for resources: needs {describe(task.demand)}, "
+                          f"free now {describe({k: v for k, v in node.resources.available.items() if v > 0})}")
+            else:
+                reason = f"running on worker {task.worker.pid}" if task.worker else "running"
+            tasks.append({"task_id": task.task_id, "name": task.name, "state": task.state, "reason": reason,
+                          "age_s": round(now - task.submitted, 3)})
+        objects = [{"object_id": e.id, "size": e.size, "where": _where(e), "created_by": e.creator,
+                    "refs": e.refs} for e in node.objects.values()]
+        store = {"used": node.store.used, "capacity": node.store.capacity, "segments": len(node.store.segments)}
+    return Summary(workers, tasks, objects, store, node.resources.total_dict())
+
+
+def _where(entry):
+    if entry.value is None:
+        return "pending"
+    return {"v": "inline", "s": "shared memory", "e": "error"}[entry.value[0]]
+
+
+class Summary:
+    def __init__(self, workers, tasks, objects, store, resources):
+        self.workers, self.tasks, self.objects, self.store, self.resources = workers, tasks, objects, store, resources
+
+    def _sections(self):
+        yield ("Workers", ["pid", "state", "task"], self.workers)
+        yield ("Tasks not finished", ["name", "state", "reason"], self.tasks)
+        yield ("Objects", ["object_id", "size", "where", "created_by", "refs"],
+               [dict(o, object_id=o["object_id"][:16] + "…") for o in self.objects])
+
+    def _store_line(self):
+        return (f"Object store: {self.store['used'] / 2**20:.1f} MiB of {self.store['capacity'] / 2**20:.0f} MiB "
+                f"in shared memory, {self.store['segments']} segment(s); {len(self.objects)} object(s) in all")
+
+    def __repr__(self):
+        lines = [self._store_line()]
+        for title, columns, rows in self._sections():
+            lines.append(f"\n{title} ({len(rows)})")
+            if rows:
+                widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+                lines.append("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+                for row in rows:
+                    lines.append("  ".join(str(row[c]).ljust(w) for c, w in zip(columns, widths)))
+        return "\n".join(lines)
+
+    def _repr_html_(self):
+        parts = [f"<p><b>{html.escape(self._store_line())}</b></p>"]
+        for title, columns, rows in self._sections():
+            parts.append(f"<p>{title} ({len(rows)})</p>")
+            if rows:
+                head = "".join(f"<th>{c}</th>" for c in columns)
+                body = "".join("<tr>" + "".join(f"<td>{html.escape(str(r[c]))}</td>" for c in columns) + "</tr>"
+                               for r in rows)
+                parts.append(f"<table><tr>{head}</tr>{body}</table>")
+        return "".join(parts)
