@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, wait as wait_for_connections
 from . import object_ref as refs_module
 from .exceptions import (GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
                          RayTaskError, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError)
-from .object_ref import LocalRefCounts, ObjectRef, new_id, random_task_id
+from .object_ref import LocalRefCounts, ObjectRef, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
 from .options import resource_demand
 from .remote_function import pack_arguments
@@ -93,8 +93,8 @@ class Node:
     """One running session of the course runtime (what `init()` starts and `shutdown()` stops)."""
 
     def __init__(self, num_cpus, num_gpus, resources, object_store_memory, namespace):
-        self.node_id = os.urandom(28).hex()
-        self.namespace = namespace or os.urandom(16).hex()
+        self.node_id = random_hex(28)
+        self.namespace = namespace or random_hex(16)
         self.num_cpus = num_cpus
         gpu_ids = detect_gpu_ids(num_gpus)
         memory = total_memory()
@@ -126,6 +126,7 @@ class Node:
         self.output_in_main_thread = "ipykernel" in sys.modules  # see _emit_output
         self.callbacks_due = []
         self.startup_failures = 0
+        self.errors_stored = 0
         self.alive = True
         self.wakeup_r, self.wakeup_w = os.pipe()
         self.started_at = time.time()
@@ -221,7 +222,7 @@ class Node:
         self.tasks[task_id] = task
         if parent is not None:
             parent.children.append(task)
-        for object_id in task.return_ids:  # a worker that submitted it may already hold refs (see _read_messages)
+        for object_id in task.return_ids:  # a worker that submitted it may already hold refs (see _handle)
             entry = self.objects.setdefault(object_id, ObjectEntry(object_id, ""))
             entry.creator, entry.task = f"returned by {name}", task
         self._log("submit", task_id, name)
@@ -297,6 +298,8 @@ class Node:
         """An object's value is known: wake its dependents, and free it at once if nobody wants it."""
         entry.value = value
         entry.contained = tuple(contained)
+        if value[0] == "e":
+            self.errors_stored += 1
         for object_id in entry.contained:  # refs inside a stored value keep their objects alive
             if object_id in self.objects:
                 self.objects[object_id].refs += 1
@@ -461,27 +464,28 @@ class Node:
     def _io_loop(self):
         wakeup = self.wakeup_r
         while self.alive:
-            with self.lock:
-                connections = list(self.conn_to_worker)
-            timeout = self._next_deadline()
             try:
-                ready = wait_for_connections(connections + [wakeup], timeout)
+                ready = wait_for_connections(list(self.conn_to_worker) + [wakeup], self._next_deadline())
             except OSError:
                 continue  # a pipe was closed under us (shutdown); look again
+            inbox = []  # read without the lock, so the user's thread can keep submitting meanwhile
+            for conn in ready:
+                if conn is wakeup:
+                    os.read(wakeup, 4096)
+                elif conn in self.conn_to_worker:
+                    inbox.append((self.conn_to_worker[conn],) + _receive_all(conn))
             with self.lock:
                 if not self.alive:
                     break
                 self._drain_local_refs()
-                for conn in ready:
-                    if conn is wakeup:
-                        os.read(wakeup, 4096)
-                        continue
-                    worker = self.conn_to_worker.get(conn)
-                    if worker is not None:
-                        try:
-                            self._read_messages(worker)
-                        except Exception:  # a bug here must not stop the loop that every get() relies on
-                            traceback.print_exc()
+                for worker, messages, closed in inbox:
+                    try:
+                        for message in messages:
+                            self._handle(worker, message)
+                        if closed:
+                            self._on_worker_exit(worker)
+                    except Exception:  # a bug here must not stop the loop that every get() relies on
+                        traceback.print_exc()
                 self._answer_waiters()
                 self._schedule()
                 self.changed.notify_all()
@@ -491,23 +495,18 @@ class Node:
             if self.pending_output and not self.output_in_main_thread:
                 self.flush_output()
 
-    def _read_messages(self, worker):
-        try:
-            while worker.conn is not None and worker.conn.poll():
-                message = worker.conn.recv()
-                kind, held, released = message[0], message[1], message[2]
-                for object_id in held:  # apply "now holds" before the message, "no longer holds" after it
-                    entry = self.objects.get(object_id)
-                    if entry is None:  # the message itself creates it (a put or a nested task's result)
-                        entry = self.objects[object_id] = ObjectEntry(object_id, "a worker")
-                    entry.refs += 1
-                    worker.holding.add(object_id)
-                getattr(self, "_msg_" + kind)(worker, *message[3:])
-                for object_id in released:
-                    worker.holding.discard(object_id)
-                    self._decref(object_id)
-        except (EOFError, OSError):
-            self._on_worker_exit(worker)
+    def _handle(self, worker, message):
+        kind, held, released = message[0], message[1], message[2]
+        for object_id in held:  # apply "now holds" before the message, "no longer holds" after it
+            entry = self.objects.get(object_id)
+            if entry is None:  # the message itself creates it (a put or a nested task's result)
+                entry = self.objects[object_id] = ObjectEntry(object_id, "a worker")
+            entry.refs += 1
+            worker.holding.add(object_id)
+        getattr(self, "_msg_" + kind)(worker, *message[3:])
+        for object_id in released:
+            worker.holding.discard(object_id)
+            self._decref(object_id)
 
     def _reply(self, worker, req_id, payload):
         try:
@@ -641,11 +640,14 @@ class Node:
             self._drain_local_refs()
             entries = [self._entry(i) for i in ids]
             self._log("get", len(ids))
-            while True:
-                error = next((e.value[1] for e in entries if e.value is not None and e.value[0] == "e"), None)
-                if error is not None:
-                    break
-                if all(e.value is not None for e in entries):
+            first_pending, errors_seen, error = 0, -1, None
+            while True:  # each wake-up costs O(newly ready), not O(all): big gets stay linear
+                while first_pending < len(entries) and entries[first_pending].value is not None:
+                    first_pending += 1
+                if errors_seen != self.errors_stored:  # look for errors only when a new one exists somewhere
+                    errors_seen = self.errors_stored
+                    error = next((e.value[1] for e in entries if e.value is not None and e.value[0] == "e"), None)
+                if error is not None or first_pending == len(entries):
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
@@ -820,6 +822,17 @@ def _load_error(error_bytes, task_name):
         return pickle.loads(error_bytes)
     except Exception as problem:
         return RaySystemError(f"The error raised by '{task_name}' could not be unpickled in the driver: {problem}")
+
+
+def _receive_all(conn):
+    """Every message waiting on a pipe, and whether the other end has gone."""
+    messages = []
+    try:
+        while conn.poll():
+            messages.append(conn.recv())
+    except (EOFError, OSError):
+        return messages, True
+    return messages, False
 
 
 def _deadline(timeout):

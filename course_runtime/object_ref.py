@@ -8,6 +8,7 @@ in any worker, no queued task that needs it, and no stored value that contains i
 """
 import collections
 import os
+import random
 
 from . import serialization
 
@@ -65,8 +66,15 @@ def new_id(task_id_hex, index):
     return task_id_hex + index.to_bytes(4, "little").hex()
 
 
+_random = random.Random(os.urandom(32))  # private: a notebook's random.seed() must not repeat our ids
+
+
+def random_hex(nbytes):
+    return f"{_random.getrandbits(8 * nbytes):0{2 * nbytes}x}"
+
+
 def random_task_id():
-    return os.urandom(24).hex()
+    return random_hex(24)
 
 
 class LocalRefCounts:

@@ -5,12 +5,11 @@ signature (so a wrong call fails here, not in a worker), then hand the call to t
 driver, or the worker's client inside a task), which schedules it.
 """
 import inspect
-import os
 
 import cloudpickle
 
 from . import options as opts
-from .object_ref import ObjectRef
+from .object_ref import ObjectRef, random_hex
 from .serialization import INLINE_LIMIT, describe_unpicklable, serialize
 
 
@@ -23,7 +22,7 @@ class RemoteFunction:
         self._function = function
         self._default_options = opts.validate(dict(task_options), "task")
         self._signature = inspect.signature(function)
-        self._function_id = os.urandom(16).hex()  # the key of this function in each worker's function table
+        self._function_id = random_hex(16)  # the key of this function in each worker's function table
         self._pickled = None
         self.__name__ = function.__name__
         self.__qualname__ = function.__qualname__
