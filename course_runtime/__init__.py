@@ -4,13 +4,13 @@
 modules in the order a task travels: remote_function (submit) -> node + scheduler (schedule, dispatch) -> worker
 (execute) -> object_store + serialization (store) -> api.get (get).
 """
-from . import exceptions, state
-from .api import (available_resources, cancel, cluster_resources, get, get_gpu_ids, get_runtime_context, init,
-                  is_initialized, method, nodes, put, remote, shutdown, timeline, wait)
+from . import actor, exceptions, state, util
+from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids, get_runtime_context,
+                  init, is_initialized, kill, method, nodes, put, remote, shutdown, timeline, wait)
 from .object_ref import ObjectRef
 
 __version__ = "0.1.0"
 
-__all__ = ["ObjectRef", "available_resources", "cancel", "cluster_resources", "exceptions", "state", "get", "get_gpu_ids",
+__all__ = ["ObjectRef", "actor", "util", "available_resources", "cancel", "cluster_resources", "exceptions", "state", "get", "get_actor", "get_gpu_ids", "kill",
            "get_runtime_context", "init", "is_initialized", "method", "nodes", "put", "remote", "shutdown",
            "timeline", "wait"]

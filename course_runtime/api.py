@@ -244,6 +244,22 @@ def cancel(ray_waitable, *, force=False, recursive=True):
     _runtime().cancel(ray_waitable.hex(), force, recursive)
 
 
+def kill(actor, *, no_restart=True):
+    """End an actor at once (its process is killed: atexit handlers do not run). Calls to it then raise
+    ActorDiedError; with no_restart=False it restarts if it has max_restarts left."""
+    from .actor import ActorHandle
+    if not isinstance(actor, ActorHandle):
+        raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
+    _runtime().kill_actor(actor._actor_id, no_restart)
+
+
+def get_actor(name, namespace=None):
+    """The handle of the named actor; ValueError if there is none with that name."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"Please supply a non-empty string name to get_actor, not {name!r}.")
+    return _runtime().get_actor(name, namespace)
+
+
 def _check_timeout(timeout):
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout < 0):
         raise ValueError(f"'timeout' must be a non-negative number or None, not {timeout!r}.")

@@ -141,3 +141,11 @@ class ActorAlreadyExistsError(RayError, ValueError):
 
 class UnserializableException(RayError):
     """An exception raised in a task that could not be pickled back to the caller."""
+
+
+class ActorUnschedulableError(RayError):
+    """No machine here could ever host the actor: it asks for more than exists (course runtime: fails at once)."""
+
+
+class PendingCallsLimitExceededError(RayError):
+    """An actor already has `max_pending_calls` calls waiting."""

@@ -32,11 +32,12 @@ import traceback
 from multiprocessing.connection import Connection, wait as wait_for_connections
 
 from . import object_ref as refs_module
-from .exceptions import (GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
+from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
                          RayTaskError, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError)
 from .object_ref import LocalRefCounts, ObjectRef, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
 from .options import resource_demand
+from .actor_manager import ActorManager
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
 from .scheduler import NodeResources, ReadyQueues, to_units
@@ -63,7 +64,7 @@ class ObjectEntry:
 class TaskRecord:
     __slots__ = ("task_id", "name", "func_id", "args", "kwargs", "return_ids", "num_returns", "demand",
                  "max_retries", "retry_exceptions", "state", "waiting_on", "pins", "worker", "allocation",
-                 "attempts", "parent", "children", "submitted", "cancel_requested")
+                 "attempts", "parent", "children", "submitted", "cancel_requested", "kind", "actor", "method")
 
     def __init__(self, **fields):
         for name in self.__slots__:
@@ -71,12 +72,12 @@ class TaskRecord:
 
 
 class WorkerHandle:
-    __slots__ = ("pid", "process", "conn", "functions", "task", "lent", "holding", "unsealed", "ready", "refcounts")
+    __slots__ = ("pid", "process", "conn", "functions", "task", "lent", "holding", "unsealed", "ready", "actor")
 
     def __init__(self, process, conn):
         self.pid, self.process, self.conn = process.pid, process, conn
         self.functions, self.holding, self.unsealed = set(), set(), set()
-        self.task, self.lent, self.ready = None, 0, False
+        self.task, self.lent, self.ready, self.actor = None, 0, False, None  # actor: set for a dedicated worker
 
 
 class Waiter:
@@ -89,7 +90,7 @@ class Waiter:
         self.num_returns, self.deadline, self.kind = num_returns, deadline, kind
 
 
-class Node:
+class Node(ActorManager):
     """One running session of the course runtime (what `init()` starts and `shutdown()` stops)."""
 
     def __init__(self, num_cpus, num_gpus, resources, object_store_memory, namespace):
@@ -114,7 +115,9 @@ class Node:
         self.changed = threading.Condition(self.lock)  # notified whenever objects complete or output arrives
         self.objects = {}  # object id -> ObjectEntry
         self.tasks = {}  # task id -> TaskRecord, for tasks not finished yet
-        self.function_table = {}  # function id -> pickled function
+        self.function_table = {}  # function id -> pickled function (or actor class)
+        self.actors = {}  # actor id -> ActorRecord (actor_manager.py)
+        self.named_actors = {}  # (namespace, name) -> actor id
         self.ready_queue = ReadyQueues()
         self.workers = []
         self.conn_to_worker = {}
@@ -158,13 +161,15 @@ class Node:
 
     def _idle_worker(self):
         for worker in reversed(self.workers):  # most recently used first: its caches are warm
-            if worker.task is None and worker.conn is not None:
+            if worker.task is None and worker.conn is not None and worker.actor is None:
                 return worker
         if len(self.workers) < self.num_cpus + MAX_EXTRA_WORKERS and self.startup_failures < 3:
             return self._start_worker()
         return None
 
     def _start(self, task, allocation):
+        if task.kind == "actor_create":
+            return self._start_actor(task, allocation)
         worker = self._idle_worker()
         if worker is None:
             return False
@@ -209,16 +214,17 @@ class Node:
             return return_refs[0]
         return return_refs or None
 
-    def _new_task(self, task_id, name, func_id, args, kwargs, pins, options, parent):
+    def _new_task(self, task_id, name, func_id, args, kwargs, pins, options, parent, kind="task", actor=None,
+                  method=None):
         for entry in [self._entry(object_id) for object_id in pins]:  # all known, or none pinned
             entry.refs += 1
         num_returns = options["num_returns"]
         task = TaskRecord(task_id=task_id, name=name, func_id=func_id, args=args, kwargs=kwargs,
                           return_ids=[new_id(task_id, i + 1) for i in range(num_returns)], num_returns=num_returns,
-                          demand=resource_demand(options, 1), max_retries=options["max_retries"],
-                          retry_exceptions=options["retry_exceptions"], state="WAITING", waiting_on=set(),
-                          pins=pins, attempts=0, parent=parent, children=[], submitted=time.time(),
-                          cancel_requested=False)
+                          demand=options["_demand"] if "_demand" in options else resource_demand(options, 1),
+                          max_retries=options["max_retries"], retry_exceptions=options["retry_exceptions"],
+                          state="WAITING", waiting_on=set(), pins=pins, attempts=0, parent=parent, children=[],
+                          submitted=time.time(), cancel_requested=False, kind=kind, actor=actor, method=method)
         self.tasks[task_id] = task
         if parent is not None:
             parent.children.append(task)
@@ -228,9 +234,10 @@ class Node:
         self._log("submit", task_id, name)
         reason = self.resources.infeasible_reason(task.demand)
         if reason:  # Ray would wait forever for a machine that has it; we say so at once (see README)
-            self._fail(task, TaskUnschedulableError(
-                f"The task '{name}' can never run on this machine: {reason}. Ask for less, or declare more "
-                f"with init(num_cpus=..., num_gpus=..., resources={{...}})."))
+            what = f"actor {actor.class_name}" if kind == "actor_create" else f"task '{name}'"
+            error_class = ActorUnschedulableError if kind == "actor_create" else TaskUnschedulableError
+            self._fail(task, error_class(f"The {what} can never run on this machine: {reason}. Ask for less, or "
+                                         f"declare more with init(num_cpus=..., num_gpus=..., resources={{...}})."))
             return task
         dependencies = [a[1] for a in itertools.chain(args, kwargs.values()) if a[0] == "r"]
         for object_id in dependencies:
@@ -243,7 +250,8 @@ class Node:
                 return task
         if not task.waiting_on:
             task.state = "READY"
-            self.ready_queue.push(task)
+            if kind != "actor_call":  # actor calls wait in their actor's queue instead (actor_manager.py)
+                self.ready_queue.push(task)
         return task
 
     def _entry(self, object_id):
@@ -312,7 +320,10 @@ class Node:
             task.waiting_on.discard(entry.id)
             if not task.waiting_on:
                 task.state = "READY"
-                self.ready_queue.push(task)
+                if task.kind == "actor_call":
+                    self._pump_actor(task.actor)
+                else:
+                    self.ready_queue.push(task)
         entry.dependents = []
         if entry.callbacks:
             self.callbacks_due.extend(entry.callbacks)
@@ -320,9 +331,24 @@ class Node:
         if entry.dropped and entry.refs <= 0:  # a task result whose refs were all dropped while it ran
             self._free(entry)
 
+    def _hold(self, object_id):
+        actor = self.actors.get(object_id)
+        if actor is not None:  # ActorHandles are counted like ObjectRefs
+            actor.refs += 1
+            return
+        entry = self.objects.get(object_id)
+        if entry is None:  # the message itself creates it (a put or a nested task's result): see _handle
+            entry = self.objects[object_id] = ObjectEntry(object_id, "a worker")
+        entry.refs += 1
+
     def _decref(self, object_id):
         entry = self.objects.get(object_id)
         if entry is None:
+            actor = self.actors.get(object_id)
+            if actor is not None:
+                actor.refs -= 1
+                if actor.refs <= 0:
+                    self._actor_out_of_scope(actor)
             return
         entry.refs -= 1
         if entry.refs <= 0:
@@ -342,14 +368,18 @@ class Node:
     def _drain_local_refs(self):
         held, released = self.local_refs.drain()
         for object_id in held:
-            entry = self.objects.get(object_id)
-            if entry is not None:
-                entry.refs += 1
+            if object_id in self.objects or object_id in self.actors:
+                self._hold(object_id)
         for object_id in released:
             self._decref(object_id)
 
     # ---- finishing tasks ----------------------------------------------------------------------------------
     def _fail(self, task, error):
+        if task.kind == "actor_create" and task.actor.state not in ("DEAD", "ALIVE"):
+            self._finish(task, "FAILED")
+            self._actor_died(task.actor, error if isinstance(error, ActorUnschedulableError) else ActorDiedError(
+                f"The actor {task.actor.class_name} could not be created: {error}"), restartable=False)
+            return
         for object_id in task.return_ids:
             entry = self.objects.get(object_id)
             if entry is not None and entry.value is None:
@@ -368,6 +398,9 @@ class Node:
 
     def _release(self, task):
         worker = task.worker
+        if task.kind != "task":  # actors hold their resources for life, not per call
+            task.worker = None
+            return
         if worker.lent:  # it was blocked in get; take back what it lent before releasing everything
             self.resources.reclaim("CPU", worker.lent)
             worker.lent = 0
@@ -386,8 +419,14 @@ class Node:
     def _on_done(self, worker, task_id, returns, error_bytes, started, ended):
         task = self.tasks.get(task_id)
         if task is None or task.worker is not worker:
+            self._discard_returns(returns)
             return
         self.finished.append((task.name, task_id, worker.pid, started, ended, "FAILED" if error_bytes else "FINISHED"))
+        if task.kind == "actor_create":
+            self._on_actor_created(task, _load_error(error_bytes, task.name) if error_bytes else None)
+            return
+        if task.kind == "actor_call":
+            task.actor.in_flight.pop(task_id, None)
         if task.cancel_requested:
             self._discard_returns(returns)
             self._fail(task, TaskCancelledError(task_id))
@@ -438,6 +477,9 @@ class Node:
         for seg_id in worker.unsealed:  # half-written objects are never seen by anyone
             self.store.free(self.store.segments[seg_id])
         self.waiters = [w for w in self.waiters if w.worker is not worker]
+        if worker.actor is not None:
+            self._on_actor_worker_exit(worker, code)
+            return
         task = worker.task
         if task is not None:
             if task.cancel_requested:
@@ -498,10 +540,7 @@ class Node:
     def _handle(self, worker, message):
         kind, held, released = message[0], message[1], message[2]
         for object_id in held:  # apply "now holds" before the message, "no longer holds" after it
-            entry = self.objects.get(object_id)
-            if entry is None:  # the message itself creates it (a put or a nested task's result)
-                entry = self.objects[object_id] = ObjectEntry(object_id, "a worker")
-            entry.refs += 1
+            self._hold(object_id)
             worker.holding.add(object_id)
         getattr(self, "_msg_" + kind)(worker, *message[3:])
         for object_id in released:
@@ -556,7 +595,10 @@ class Node:
         self._add_waiter(Waiter(worker, req_id, ids, num_returns, _deadline(timeout), "wait"))
 
     def _msg_cancel(self, worker, object_id, force, recursive):
-        self._cancel(object_id, force, recursive)
+        try:
+            self._cancel(object_id, force, recursive)
+        except ValueError:
+            pass  # force=True on an actor call: the worker's cancel() already said so
 
     def _msg_query(self, worker, req_id, what):
         answers = {"cluster_resources": self.resources.total_dict,
@@ -721,7 +763,9 @@ class Node:
             for child in task.children:
                 self._cancel_task(child, force, recursive)
         self._log("cancel", task.task_id, force)
-        if task.state in ("WAITING", "READY"):
+        if task.kind == "actor_call":
+            self._cancel_call(task, force)
+        elif task.state in ("WAITING", "READY"):
             self._fail(task, TaskCancelledError(task.task_id))
         elif task.state == "RUNNING" and not task.cancel_requested:
             task.cancel_requested = True

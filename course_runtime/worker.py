@@ -5,7 +5,16 @@ with one end of a socket pair; it sets itself up like the driver (same sys.path 
 receive a task, load its arguments (zero-copy from shared memory for large ones), run the function, and send back
 the results, small ones inline, large ones written into a segment the driver allocated. Inside a task the whole API
 works (`remote`, `get`, `put`, `wait`, ...): the WorkerClient below forwards each call to the driver.
+
+An actor's worker is dedicated to one instance: "actor_init" builds it, then each "actor_call" runs a method. A
+plain actor runs calls one at a time in the main thread, in the order they arrive; a threaded actor
+(max_concurrency > 1) hands them to a thread pool and an async actor to an asyncio loop, while the main thread keeps
+reading the pipe and routes the driver's replies to whichever thread asked.
 """
+import asyncio
+import concurrent.futures
+import contextvars
+import collections
 import inspect
 import io
 import itertools
@@ -66,8 +75,21 @@ class WorkerClient:
         self.functions = {}  # function id -> function: this worker's function table
         self.registered_functions = set()  # ids of functions this worker already sent to the driver
         self.request_ids = itertools.count()
-        self.task = None  # (task id, name, gpu ids, resources) of the running task
+        self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
+        self.backlog = collections.deque()  # messages that arrived while a task waited for a reply
+        self.actor = self.actor_id = self.actor_name = self.class_name = None
+        self.concurrent = False  # threaded/async actor: the main thread only reads, and routes replies
+        self.replies = {}  # request id -> Future, in concurrent mode
+        self.cancelled_calls = set()
+        self.exit_requested = False
+        self.resources, self.gpus = {}, []
+        self.pool = self.loop = self.semaphore = None
+        self.running_coroutines = {}  # task id -> concurrent Future of an async actor's call
+
+    @property
+    def task(self):
+        return self.current.get()
 
     # ---- talking to the driver ----------------------------------------------------------------------------
     def send(self, kind, *payload):
@@ -76,6 +98,9 @@ class WorkerClient:
             self.conn.send((kind, held, released) + payload)
 
     def request(self, kind, *payload):
+        """Send a request to the driver and wait for its reply."""
+        if self.concurrent:
+            return self.request_async(kind, *payload).result()
         with self.request_lock:
             self.in_runtime_call = True
             try:
@@ -85,8 +110,7 @@ class WorkerClient:
                     message = self.conn.recv()
                     if message[0] == "reply" and message[1] == request_id:
                         return message[2]
-                    if message[0] == "exit":
-                        os._exit(0)
+                    self.backlog.append(message)  # e.g. the next calls of this actor: run them afterwards
             except (EOFError, OSError):
                 os._exit(1)  # the driver is gone
             finally:
@@ -94,6 +118,14 @@ class WorkerClient:
                 if self.cancel_pending and self.in_user_code:
                     self.cancel_pending = False
                     raise KeyboardInterrupt
+
+    def request_async(self, kind, *payload):
+        """Concurrent mode: a Future that the main thread completes when the reply arrives."""
+        future = concurrent.futures.Future()
+        request_id = next(self.request_ids)
+        self.replies[request_id] = future
+        self.send(kind, request_id, *payload)
+        return future
 
     def on_cancel_signal(self, signum, frame):
         """`cancel()` of the running task: raise KeyboardInterrupt in it, but never in the middle of pipe I/O."""
@@ -104,47 +136,159 @@ class WorkerClient:
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
         while True:
-            try:
-                message = self.conn.recv()
-            except (EOFError, OSError):
-                return
-            if message[0] == "task":
+            if self.backlog:
+                message = self.backlog.popleft()
+            else:
+                try:
+                    message = self.conn.recv()
+                except (EOFError, OSError):
+                    return
+            kind = message[0]
+            if kind == "task":
                 self.execute(*message[1:])
-            elif message[0] == "exit":
+            elif kind == "actor_call":
+                self.dispatch_call(*message[1:])
+            elif kind == "actor_init":
+                self.init_actor(*message[1:])
+            elif kind == "reply":
+                future = self.replies.pop(message[1], None)
+                if future is not None:
+                    future.set_result(message[2])
+            elif kind == "cancel_call":
+                self.cancel_call(message[1])
+            elif kind == "exit":
                 return
+            if self.exit_requested:
+                sys.exit(0)
 
     def execute(self, task_id, name, func_id, func_bytes, args, kwargs, return_ids, num_returns, gpu_ids,
                 resources):
-        self.cancel_pending = False
-        self.task = (task_id, name, gpu_ids, resources)
+        """Run one task (the main thread of a pool worker)."""
         cuda_before = os.environ.pop("CUDA_VISIBLE_DEVICES", None)
         if gpu_ids:  # set before the function runs, so CUDA libraries see only the assigned devices
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
-        started = time.time()
-        returns = error = None
         try:
             if func_bytes is not None:
                 self.functions[func_id] = cloudpickle.loads(func_bytes)
-            function = self.functions[func_id]
-            call_args = [self.load(a) for a in args]
-            call_kwargs = {k: self.load(v) for k, v in kwargs.items()}
-            self.in_user_code = True
-            try:
-                result = function(*call_args, **call_kwargs)
-            finally:
-                self.in_user_code = False
-            returns = self.store_returns(result, num_returns, name)
-        except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
-            error = pack_error(exception, name)
+            self.run(task_id, name, self.functions.get(func_id), args, kwargs, num_returns, gpu_ids, resources)
         finally:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             if cuda_before is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = cuda_before
+
+    def run(self, task_id, name, function, args, kwargs, num_returns, gpu_ids, resources):
+        """Load the arguments, call the function, store what it returns, and report to the driver."""
+        token = self.current.set((task_id, name, gpu_ids, resources))
+        started = time.time()
+        returns = error = None
+        try:
+            result = self.call(function, [self.load(a) for a in args], {k: self.load(v) for k, v in kwargs.items()})
+            returns = self.store_returns(result, num_returns, name)
+        except SystemExit as exit_request:
+            if self.actor_id is None:  # sys.exit() in a task is an error of that task
+                error = pack_error(RuntimeError(f"the task called sys.exit({exit_request.code})"), name)
+            else:  # exit_actor() or sys.exit() in an actor: end the actor gracefully after answering
+                self.send("exiting")
+                returns = [self.store_value(None, "")] * num_returns
+                self.exit_requested = True
+        except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
+            error = pack_error(exception, name)
         ended = time.time()
         sys.stdout.flush()
         sys.stderr.flush()
-        self.task = None
+        self.current.reset(token)
+        if task_id in self.cancelled_calls:
+            self.cancelled_calls.discard(task_id)
         self.send("done", task_id, returns, error, started, ended)
+        if self.exit_requested and threading.current_thread() is not threading.main_thread():
+            os._exit(0)
+
+    def call(self, function, args, kwargs):
+        if self.concurrent:
+            return function(*args, **kwargs)
+        self.cancel_pending = False
+        self.in_user_code = True
+        try:
+            return function(*args, **kwargs)
+        finally:
+            self.in_user_code = False
+
+    # ---- actors -------------------------------------------------------------------------------------------
+    def init_actor(self, task_id, actor_id, class_name, class_bytes, args, kwargs, gpu_ids, resources,
+                   max_concurrency, is_async, name, namespace):
+        self.actor_id, self.actor_name, self.class_name, self.namespace = actor_id, name, class_name, namespace
+        self.resources, self.gpus = resources, gpu_ids
+        if gpu_ids:  # for the actor's whole life
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
+        else:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        cls = cloudpickle.loads(class_bytes)
+
+        def construct(*a, **k):
+            self.actor = cls(*a, **k)
+
+        self.run(task_id, f"{class_name}.__init__", construct, args, kwargs, 0, gpu_ids, resources)
+        if is_async:
+            self.concurrent = True
+            self.loop = asyncio.new_event_loop()
+            self.semaphore = asyncio.Semaphore(max_concurrency)
+            threading.Thread(target=self.loop.run_forever, name="course_runtime-actor-loop", daemon=True).start()
+        elif max_concurrency > 1:
+            self.concurrent = True
+            self.pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="actor")
+
+    def dispatch_call(self, task_id, name, method_name, args, kwargs, num_returns):
+        if method_name == "__ray_terminate__":
+            self.terminate(task_id, num_returns)
+            return
+        if task_id in self.cancelled_calls:  # cancelled before it started
+            self.cancelled_calls.discard(task_id)
+            self.send("done", task_id, None, pack_error(KeyboardInterrupt(), name), time.time(), time.time())
+            return
+        method = getattr(self.actor, method_name)
+        if self.loop is not None:
+            future = asyncio.run_coroutine_threadsafe(
+                self.run_async(task_id, name, method, args, kwargs, num_returns), self.loop)
+            self.running_coroutines[task_id] = future
+        elif self.pool is not None:
+            self.pool.submit(self.run, task_id, name, method, args, kwargs, num_returns, self.gpus, self.resources)
+        else:
+            self.run(task_id, name, method, args, kwargs, num_returns, self.gpus, self.resources)
+
+    async def run_async(self, task_id, name, method, args, kwargs, num_returns):
+        async with self.semaphore:  # at most max_concurrency coroutines at once (Ray's default: 1000)
+            token = self.current.set((task_id, name, self.gpus, self.resources))
+            started = time.time()
+            returns = error = None
+            try:
+                result = method(*[self.load(a) for a in args], **{k: self.load(v) for k, v in kwargs.items()})
+                if inspect.isawaitable(result):
+                    result = await result
+                returns = self.store_returns(result, num_returns, name)
+            except BaseException as exception:  # noqa: B902 - CancelledError is how cancel() stops a coroutine
+                if isinstance(exception, asyncio.CancelledError):
+                    exception = KeyboardInterrupt()
+                error = pack_error(exception, name)
+            self.current.reset(token)
+            self.running_coroutines.pop(task_id, None)
+            sys.stdout.flush()
+            self.send("done", task_id, returns, error, started, time.time())
+
+    def cancel_call(self, task_id):
+        future = self.running_coroutines.get(task_id)
+        if future is not None:
+            future.cancel()
+        else:
+            self.cancelled_calls.add(task_id)  # skipped if not started; is_canceled() turns True if running
+
+    def terminate(self, task_id, num_returns):
+        """__ray_terminate__: finish what is running, then exit like a normal program (atexit handlers run)."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+        self.send("exiting")
+        self.send("done", task_id, [self.store_value(None, "")] * num_returns, None, time.time(), time.time())
+        sys.stdout.flush()
+        sys.exit(0)
 
     def store_returns(self, result, num_returns, name):
         if num_returns == 0:
@@ -234,7 +378,7 @@ class WorkerClient:
         return set(reply[1])
 
     def put(self, value):
-        task_name = self.task[1] if self.task else "a worker"
+        task_name = self.task[1] if self.task else (self.class_name or "a worker")
         location, contained, size = self.store_value(value, f"put by {task_name}")
         object_id = new_id(random_task_id(), 1)
         ref = ObjectRef(object_id)  # created before sending, so the driver learns we hold it with the put
@@ -258,13 +402,53 @@ class WorkerClient:
         return future
 
     def runtime_context(self):
-        task_id, name, _, resources = self.task or (None, None, None, {})
+        task_id, name, _, resources = self.task or (None, None, None, self.resources)
+        handle = None
+        if self.actor_id is not None:
+            from .actor import ActorHandle, _method_table
+            cls = type(self.actor)
+            handle = ActorHandle(self.actor_id, self.class_name, _method_table(cls), False)
         return RuntimeContext(self.job_id, self.node_id, self.namespace, task_id=task_id, task_name=name,
-                              assigned_resources=resources, worker_id=str(os.getpid()),
-                              canceled=lambda: self.cancel_pending)
+                              assigned_resources=resources, worker_id=str(os.getpid()), actor_id=self.actor_id,
+                              actor_name=self.actor_name, current_actor=handle,
+                              canceled=lambda: self.cancel_pending or (task_id in self.cancelled_calls))
 
     def gpu_ids(self):
-        return list(self.task[2]) if self.task else []
+        return list(self.task[2]) if self.task else list(self.gpus)
+
+    def create_actor(self, actor_class, args, kwargs, options):
+        from .actor import ActorHandle
+        args, kwargs, pins = pack_arguments(args, kwargs, actor_class.__name__, self.put_serialized)
+        class_bytes = None
+        if actor_class._class_id not in self.registered_functions:
+            class_bytes = actor_class.pickled()
+            self.registered_functions.add(actor_class._class_id)
+        reply = self.request("create_actor", actor_class._class_id, class_bytes, actor_class.__name__,
+                             actor_class._methods, actor_class._is_async, args, kwargs, pins,
+                             cloudpickle.dumps(options))
+        if reply[0] == "error":
+            raise pickle.loads(reply[1])
+        return ActorHandle(reply[1], actor_class.__name__, actor_class._methods, actor_class._is_async)
+
+    def call_actor(self, handle, method, args, kwargs, options):
+        name = options.get("name") or f"{handle._class_name}.{method}"
+        args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
+        task_id = random_task_id()
+        refs = [ObjectRef(new_id(task_id, i + 1)) for i in range(options["num_returns"])]
+        self.send("actor_call", handle._actor_id, method, task_id, name, args, kwargs, pins,
+                  cloudpickle.dumps(options))
+        if options["num_returns"] == 1:
+            return refs[0]
+        return refs or None
+
+    def kill_actor(self, actor_id, no_restart):
+        self.send("kill", actor_id, no_restart)
+
+    def get_actor(self, name, namespace=None):
+        reply = self.request("get_actor", name, namespace)
+        if reply[0] == "error":
+            raise pickle.loads(reply[1])
+        return reply[1]
 
     def cluster_resources(self):
         return self.request("query", "cluster_resources")
@@ -325,7 +509,8 @@ class ForwardedStream(io.TextIOBase):
         self.pending = [rest] if rest else []
         if not text:
             return
-        task_name = self.client.task[1] if self.client.task else "worker"
+        client = self.client
+        task_name = client.class_name or (client.task[1] if client.task else "worker")
         prefix = f"({task_name} pid={os.getpid()}) "
         lines = text.splitlines(keepends=True)
         body = "".join(prefix + (line if line.endswith("\n") else line + "\n") for line in lines)

@@ -34,7 +34,12 @@ def test_quick_benchmark_reports_numbers_for_both_backends(tmp_path, longer_alar
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert output.exists(), proc.stdout[-3000:]
-    assert (tmp_path / "latest.png").exists()
+    try:
+        import matplotlib  # noqa: F401 - the chart is drawn only where matplotlib is installed
+    except ImportError:
+        pass
+    else:
+        assert (tmp_path / "latest.png").exists()
     results = json.loads(output.read_text())
 
     assert results["machine"]["cores"] >= 1 and results["machine"]["python"]

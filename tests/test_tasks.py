@@ -350,7 +350,7 @@ def test_recursive_tasks(ray_start):
     assert ray.get(fib.remote(6), timeout=60) == 8
 
 
-def test_tasks_run_in_parallel_on_two_cpus(ray_start):
+def test_tasks_run_in_parallel_on_two_cpus(ray_start, sync, tmp_path):
     """Four 1-second tasks on 2 CPUs take about 2 s: more than 1.8 s (limit respected) and under 3 s (parallel)."""
     ray = ray_start
 
@@ -359,7 +359,12 @@ def test_tasks_run_in_parallel_on_two_cpus(ray_start):
         time.sleep(t)
         return os.getpid()
 
-    ray.get([nap.remote(0.05) for _ in range(2)])  # warm up the workers
+    @ray.remote
+    def meet(i):
+        sync.touch(str(tmp_path / f"warm{i}"))
+        return sync.wait_for_all([str(tmp_path / f"warm{j}") for j in range(2)], 30)
+
+    assert ray.get([meet.remote(i) for i in range(2)], timeout=60) == [True, True]  # two workers are up
     start = time.monotonic()
     pids = ray.get([nap.remote(1.0) for _ in range(4)], timeout=30)
     elapsed = time.monotonic() - start
@@ -507,3 +512,40 @@ def test_numpy_in_tasks(ray_start):
     total, matrix = ray.get(stats.remote(10))
     assert total == 45.0
     np.testing.assert_array_equal(matrix, np.arange(10.0).reshape(2, 5))
+
+
+# ------------------------------------------------------------------------------------------------- timeline
+
+
+def test_timeline_returns_chrome_trace_events_for_tasks(ray_start, tmp_path, poll):
+    """timeline() lists Chrome-trace 'X' events (microsecond ts/dur) naming each task; timeline(filename) writes
+    the same list as JSON and returns None."""
+    import json
+
+    ray = ray_start
+
+    @ray.remote
+    def traced_task(x):
+        time.sleep(0.1)
+        return x
+
+    begin = time.time()
+    ray.get([traced_task.remote(i) for i in range(3)], timeout=30)
+    end = time.time()
+
+    def task_events():
+        events = ray.timeline()
+        assert isinstance(events, list)
+        return [e for e in events if "traced_task" in str(e.get("name"))]
+
+    events = poll(lambda: len(task_events()) >= 3 and task_events(), timeout=15)
+    assert events, ray.timeline()
+    for e in events:
+        assert e["ph"] == "X"
+        assert {"cat", "name", "pid", "tid", "ts", "dur"} <= set(e)
+        assert begin * 1e6 - 1e6 <= e["ts"] <= end * 1e6 + 1e6, (begin, e["ts"], end)
+        assert 0.09e6 <= e["dur"] <= (end - begin) * 1e6 + 1e6
+    path = tmp_path / "trace.json"
+    assert ray.timeline(filename=str(path)) is None
+    written = json.loads(path.read_text())
+    assert isinstance(written, list) and sum("traced_task" in str(e.get("name")) for e in written) >= 3
