@@ -1,4 +1,4 @@
-"""Seeing inside the runtime: workers, waiting tasks and why they wait, objects in the store, the event log.
+"""Seeing inside the runtime: workers, waiting tasks and why, actors and their calls, objects, the event log.
 
 Plays the part of Ray's state API (`ray.util.state`) and dashboard, for one machine and inline in a notebook:
 `summary()` shows a readable table (text, or HTML in Jupyter), `events()` the log of everything that happened.
@@ -52,9 +52,11 @@ def summary():
         node._drain_local_refs()
         now = time.time()
         workers = [{"pid": w.pid, "state": ("blocked in get/wait" if w.lent else "running") if w.task else "idle",
-                    "task": w.task.name if w.task else ""} for w in node.workers]
+                    "task": w.task.name if w.task else ""} for w in node.workers if w.actor is None]
         tasks = []
         for task in node.tasks.values():
+            if task.kind == "actor_call":
+                continue  # listed with their actor below
             if task.state == "WAITING":
                 reason = f"waiting for {len(task.waiting_on)} argument(s) to be computed"
             elif task.state == "READY":
@@ -64,10 +66,19 @@ def summary():
                 reason = f"running on worker {task.worker.pid}" if task.worker else "running"
             tasks.append({"task_id": task.task_id, "name": task.name, "state": task.state, "reason": reason,
                           "age_s": round(now - task.submitted, 3)})
+        actors = []
+        for a in node.actors.values():
+            if a.state == "DEAD":
+                continue
+            sent = [t.method for t in a.in_flight.values()]  # the actor runs max_concurrency of these at once
+            running, queued = sent[:a.max_concurrency], sent[a.max_concurrency:] + [t.method for t in a.queue]
+            actors.append({"actor": f"{a.class_name} {a.actor_id[:8]}…", "name": a.name or "", "state": a.state,
+                           "pid": a.worker.pid if a.worker else "", "running": ", ".join(running),
+                           "queued": ", ".join(queued)})
         objects = [{"object_id": e.id, "size": e.size, "where": _where(e), "created_by": e.creator,
                     "refs": e.refs} for e in node.objects.values()]
         store = {"used": node.store.used, "capacity": node.store.capacity, "segments": len(node.store.segments)}
-    return Summary(workers, tasks, objects, store, node.resources.total_dict())
+    return Summary(workers, tasks, actors, objects, store, node.resources.total_dict())
 
 
 def _where(entry):
@@ -77,12 +88,14 @@ def _where(entry):
 
 
 class Summary:
-    def __init__(self, workers, tasks, objects, store, resources):
-        self.workers, self.tasks, self.objects, self.store, self.resources = workers, tasks, objects, store, resources
+    def __init__(self, workers, tasks, actors, objects, store, resources):
+        self.workers, self.tasks, self.actors, self.objects = workers, tasks, actors, objects
+        self.store, self.resources = store, resources
 
     def _sections(self):
         yield ("Workers", ["pid", "state", "task"], self.workers)
         yield ("Tasks not finished", ["name", "state", "reason"], self.tasks)
+        yield ("Actors", ["actor", "name", "state", "pid", "running", "queued"], self.actors)
         yield ("Objects", ["object_id", "size", "where", "created_by", "refs"],
                [dict(o, object_id=o["object_id"][:16] + "…") for o in self.objects])
 
