@@ -1,6 +1,6 @@
 """course_runtime: Ray Core's API on a small multiprocessing runtime, for learning Ray on one machine.
 
-`import course_runtime as ray` gives the functions and classes of `import ray` with Ray 2.60's behaviour. Read the
+`from course_runtime import ray` (or `import course_runtime as ray`) gives the functions and classes of `import ray` with Ray 2.60's behaviour. Read the
 modules in the order a task travels: remote_function (submit) -> node + scheduler (schedule, dispatch) -> worker
 (execute) -> object_store + serialization (store) -> api.get (get).
 """
@@ -10,6 +10,14 @@ from .api import (available_resources, cancel, cluster_resources, get, get_actor
 from .object_ref import ObjectRef
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # `from course_runtime import ray`: this runtime, or real Ray when COURSE_BACKEND=ray (see backend.py)
+    if name == "ray":
+        from .backend import load
+        return load()
+    raise AttributeError(f"module 'course_runtime' has no attribute {name!r}")
 
 __all__ = ["ObjectRef", "actor", "util", "available_resources", "cancel", "cluster_resources", "exceptions", "state", "get", "get_actor", "get_gpu_ids", "kill",
            "get_runtime_context", "init", "is_initialized", "method", "nodes", "put", "remote", "shutdown",
