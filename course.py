@@ -3,6 +3,7 @@
 
     python3 course.py open     # create .venv, install the course, open JupyterLab on notebooks/
     python3 course.py test     # create .venv, install the test tools, run the whole test suite
+    python3 course.py student DIR   # write a copy of the course without the exercise solutions
 
 Both create a virtual environment in .venv the first time and reuse it afterwards.
 Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k objects`).
@@ -48,6 +49,9 @@ def main():
         os.chdir(ROOT)
         result = subprocess.run([PYTHON, "-m", "pytest", "tests", *sys.argv[2:]])
         sys.exit(result.returncode)
+    elif command == "student":
+        setup("course")
+        os.execv(PYTHON, [PYTHON, os.path.join(ROOT, "tools", "notebooks.py"), "student", *sys.argv[2:]])
     else:
         sys.exit(__doc__)
 
