@@ -38,6 +38,31 @@ def setup(extra):
             f.write(stamp)
 
 
+def leftover_processes(grace_s=5.0):
+    """Worker processes of the course runtime still running after the tests (they must all have exited)."""
+    import time
+    deadline = time.monotonic() + grace_s
+    while True:
+        found = []
+        for pid in filter(str.isdigit, os.listdir("/proc") if os.path.isdir("/proc") else []):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "course_runtime.worker" in cmdline:
+                found.append(f"process {pid}: {cmdline.strip()}")
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def leftover_segments(before):
+    if not os.path.isdir("/dev/shm"):
+        return []
+    return [f"/dev/shm/{name}" for name in sorted(set(os.listdir("/dev/shm")) - before)]
+
+
 def main():
     command = sys.argv[1] if len(sys.argv) > 1 else ""
     if command == "open":
@@ -47,8 +72,14 @@ def main():
     elif command == "test":
         setup("test")
         os.chdir(ROOT)
-        result = subprocess.run([PYTHON, "-m", "pytest", "tests", *sys.argv[2:]])
-        sys.exit(result.returncode)
+        shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+        # The unit tests, then every notebook executed and compared with its stored outputs (nbval).
+        result = subprocess.run([PYTHON, "-m", "pytest", "tests", "notebooks", "--nbval", "--nbval-current-env",
+                                 "--nbval-sanitize-with", "notebooks/sanitize.cfg", *sys.argv[2:]])
+        leftovers = leftover_processes() + leftover_segments(shm_before)
+        for line in leftovers:
+            print(f"LEFT BEHIND: {line}", file=sys.stderr)
+        sys.exit(result.returncode or (1 if leftovers else 0))
     elif command == "student":
         setup("course")
         os.execv(PYTHON, [PYTHON, os.path.join(ROOT, "tools", "notebooks.py"), "student", *sys.argv[2:]])
