@@ -334,7 +334,7 @@ def test_tasks_submit_tasks_and_get_without_deadlock(ray_start):
         return sum(ray.get([child.remote(x), child.remote(x + 1)]))
 
     refs = [parent.remote(i) for i in range(4)]
-    assert ray.get(refs, timeout=60) == [10 * (2 * i + 1) for i in range(4)]
+    assert ray.get(refs, timeout=30) == [10 * (2 * i + 1) for i in range(4)]
 
 
 def test_recursive_tasks(ray_start):
@@ -347,7 +347,7 @@ def test_recursive_tasks(ray_start):
             return n
         return sum(ray.get([fib.remote(n - 1), fib.remote(n - 2)]))
 
-    assert ray.get(fib.remote(6), timeout=60) == 8
+    assert ray.get(fib.remote(6), timeout=30) == 8
 
 
 def test_tasks_run_in_parallel_on_two_cpus(ray_start, sync, tmp_path):
