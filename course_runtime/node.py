@@ -275,10 +275,15 @@ class Node(ActorManager):
             layout, size = serialized.layout()
             with self.lock:
                 segment = self.store.allocate(size, description)
-            mapping = map_for_writing(segment.path, size)
-            with memoryview(mapping) as memory:  # copy outside the lock
-                serialized.write_into(memory, layout)
-            mapping.close()
+            try:
+                mapping = map_for_writing(segment.path, size)
+                with memoryview(mapping) as memory:  # copy outside the lock
+                    serialized.write_into(memory, layout)
+                mapping.close()
+            except BaseException:  # e.g. Ctrl-C in the middle: the half-written segment must not linger
+                with self.lock:
+                    self.store.free(segment)
+                raise
             value = ("s", segment, layout)
         with self.lock:
             self._add_ready_object(object_id, value, serialized.contained_refs, serialized.size, description)
@@ -325,9 +330,10 @@ class Node(ActorManager):
                 else:
                     self.ready_queue.push(task)
         entry.dependents = []
-        if entry.callbacks:
+        if entry.callbacks:  # futures waiting for it: the IO thread resolves them outside the lock
             self.callbacks_due.extend(entry.callbacks)
             entry.callbacks = []
+            os.write(self.wakeup_w, b"c")
         if entry.dropped and entry.refs <= 0:  # a task result whose refs were all dropped while it ran
             self._free(entry)
 
