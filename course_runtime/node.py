@@ -498,8 +498,9 @@ class Node(ActorManager):
                 self._fail(task, WorkerCrashedError(
                     f"The worker running '{task.name}' (pid {worker.pid}) died unexpectedly (exit code {code}) "
                     f"after {task.attempts} attempt(s); max_retries={task.max_retries}."))
-        if self.alive and len(self.workers) < self.num_cpus and self.startup_failures < 3:
-            self._start_worker()
+        pool_size = sum(1 for w in self.workers if w.actor is None)
+        if self.alive and pool_size < self.num_cpus and self.startup_failures < 3:
+            self._start_worker()  # keep the pool at num_cpus workers
         if self.startup_failures >= 3:
             self._fail_everything(RaySystemError("Worker processes fail to start; see the errors printed above."))
 
