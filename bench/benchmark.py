@@ -624,7 +624,8 @@ def run_backend(backend, args, workloads):
                  ["actor_serial", "actor_pipelined"] if w == "actors" else [w])]
     for key in expected:
         if key not in result["figures"]:
-            result["figures"][key] = {"value": f"error: not measured (worker {rc}: {last_line(err)})",
+            why = f"worker {rc}: {last_line(err)}" if rc != 0 else "the worker stopped before measuring it"
+            result["figures"][key] = {"value": f"error: not measured ({why})",
                                       "samples": [], "details": {}}
     return result
 
