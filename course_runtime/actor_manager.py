@@ -111,11 +111,11 @@ class ActorManager:
         task.state, task.worker = "RUNNING", worker
         task.attempts += 1
         worker.functions.add(actor.class_id)
-        worker.conn.send(("actor_init", task.task_id, actor.actor_id, actor.class_name,
-                          self.function_table[actor.class_id],
-                          [self._locate(a) for a in task.args], {k: self._locate(v) for k, v in task.kwargs.items()},
-                          actor.allocation.gpu_ids(), actor.allocation.as_dict(), actor.max_concurrency,
-                          actor.is_async, actor.name, actor.namespace))
+        self._send(worker, ("actor_init", task.task_id, actor.actor_id, actor.class_name,
+                            self.function_table[actor.class_id], [self._locate(a) for a in task.args],
+                            {k: self._locate(v) for k, v in task.kwargs.items()}, actor.allocation.gpu_ids(),
+                            actor.allocation.as_dict(), actor.max_concurrency, actor.is_async, actor.name,
+                            actor.namespace))
         self._log("dispatch", task.task_id, worker.pid)
         return True
 
@@ -185,12 +185,9 @@ class ActorManager:
             if task.method == "__ray_terminate__":
                 actor.terminating = True
             self._log("dispatch", task.task_id, actor.worker.pid)
-            try:
-                actor.worker.conn.send(("actor_call", task.task_id, task.name, task.method,
-                                        [self._locate(a) for a in task.args],
-                                        {k: self._locate(v) for k, v in task.kwargs.items()}, task.num_returns))
-            except OSError:
-                pass  # the actor's process died; its exit is handled by the IO thread
+            self._send(actor.worker, ("actor_call", task.task_id, task.name, task.method,
+                                      [self._locate(a) for a in task.args],
+                                      {k: self._locate(v) for k, v in task.kwargs.items()}, task.num_returns))
         waiting.extend(actor.queue)
         actor.queue = waiting
 
@@ -201,10 +198,7 @@ class ActorManager:
             self._fail(task, TaskCancelledError(task.task_id))
         elif task.state == "RUNNING" and not task.cancel_requested:
             task.cancel_requested = True
-            try:
-                task.worker.conn.send(("cancel_call", task.task_id))
-            except (OSError, AttributeError):
-                pass
+            self._send(task.worker, ("cancel_call", task.task_id))
 
     # ---- ending -------------------------------------------------------------------------------------------
     def kill_actor(self, actor_id, no_restart):
@@ -282,10 +276,7 @@ class ActorManager:
             self._decref(object_id)
         actor.pins = ()
         if actor.worker is not None:
-            try:
-                actor.worker.conn.send(("exit",))
-            except (OSError, AttributeError):
-                pass
+            self._send(actor.worker, ("exit",))
 
     def _actor_out_of_scope(self, actor):
         """The last handle is gone: end the actor after the calls already made (Ray's actor garbage collection)."""

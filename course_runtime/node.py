@@ -21,15 +21,17 @@ import copy
 import itertools
 import os
 import pickle
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection, wait as wait_for_connections
+from multiprocessing.connection import Connection
 
 from . import object_ref as refs_module
 from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
@@ -72,10 +74,12 @@ class TaskRecord:
 
 
 class WorkerHandle:
-    __slots__ = ("pid", "process", "conn", "functions", "task", "lent", "holding", "unsealed", "ready", "actor")
+    __slots__ = ("pid", "process", "conn", "sock", "outbox", "functions", "task", "lent", "holding", "unsealed",
+                 "ready", "actor")
 
-    def __init__(self, process, conn):
-        self.pid, self.process, self.conn = process.pid, process, conn
+    def __init__(self, process, conn, sock):
+        self.pid, self.process, self.conn, self.sock = process.pid, process, conn, sock
+        self.outbox = bytearray()  # messages to this worker not yet written (its pipe was full)
         self.functions, self.holding, self.unsealed = set(), set(), set()
         self.task, self.lent, self.ready, self.actor = None, 0, False, None  # actor: set for a dedicated worker
 
@@ -120,7 +124,7 @@ class Node(ActorManager):
         self.named_actors = {}  # (namespace, name) -> actor id
         self.ready_queue = ReadyQueues()
         self.workers = []
-        self.conn_to_worker = {}
+        self.fd_to_worker = {}  # pipe file descriptor -> WorkerHandle
         self.waiters = []
         self.local_refs = LocalRefCounts()
         self.events = collections.deque(maxlen=EVENT_LOG_LENGTH)  # (time, kind, details...): what happened
@@ -149,12 +153,11 @@ class Node(ActorManager):
             [sys.executable, "-c", "from course_runtime.worker import main; main()", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         theirs.close()
-        conn = Connection(ours.detach())
+        worker = WorkerHandle(process, Connection(os.dup(ours.fileno())), ours)
         # The worker reads this first; tasks can be queued behind it while the process is still starting.
-        conn.send(("setup", sys.path, os.getcwd(), os.getpid(), JOB_ID, self.node_id, self.namespace))
-        worker = WorkerHandle(process, conn)
+        self._send(worker, ("setup", sys.path, os.getcwd(), os.getpid(), JOB_ID, self.node_id, self.namespace))
         self.workers.append(worker)
-        self.conn_to_worker[conn] = worker
+        self.fd_to_worker[worker.conn.fileno()] = worker
         self._log("worker_started", worker.pid)
         os.write(self.wakeup_w, b"w")  # the IO thread must start watching the new pipe
         return worker
@@ -184,11 +187,27 @@ class Node(ActorManager):
                    [self._locate(a) for a in task.args], {k: self._locate(v) for k, v in task.kwargs.items()},
                    task.return_ids, task.num_returns, allocation.gpu_ids(), allocation.as_dict())
         self._log("dispatch", task.task_id, worker.pid)
-        try:
-            worker.conn.send(message)
-        except OSError:
-            pass  # the worker died; the IO thread notices and retries the task
+        self._send(worker, message)
         return True
+
+    def _send(self, worker, message):
+        """Queue a message for a worker and write as much as its pipe takes now, without ever blocking: a driver
+        blocked writing to a worker that is itself blocked writing to the driver would wait forever."""
+        if worker.conn is None:
+            return
+        data = pickle.dumps(message, protocol=5)
+        worker.outbox += struct.pack("!i", len(data)) + data  # the framing multiprocessing.connection reads
+        self._flush(worker)
+
+    def _flush(self, worker):
+        try:
+            while worker.outbox:
+                sent = worker.sock.send(worker.outbox, socket.MSG_DONTWAIT)
+                del worker.outbox[:sent]
+        except BlockingIOError:
+            os.write(self.wakeup_w, b"o")  # the IO thread writes the rest when the pipe has room
+        except OSError:
+            worker.outbox.clear()  # the worker is gone; the IO thread handles its exit
 
     def _locate(self, arg):
         """How a worker finds an argument: ("v", pickle, buffers) inline, or ("s", path, size, layout)."""
@@ -466,8 +485,9 @@ class Node(ActorManager):
     def _on_worker_exit(self, worker):
         if worker.conn is None:
             return
-        self.conn_to_worker.pop(worker.conn, None)
+        self.fd_to_worker.pop(worker.conn.fileno(), None)
         worker.conn.close()
+        worker.sock.close()
         worker.conn = None
         self.workers.remove(worker)
         try:
@@ -513,16 +533,22 @@ class Node(ActorManager):
     def _io_loop(self):
         wakeup = self.wakeup_r
         while self.alive:
-            try:
-                ready = wait_for_connections(list(self.conn_to_worker) + [wakeup], self._next_deadline())
-            except OSError:
-                continue  # a pipe was closed under us (shutdown); look again
+            poller = select.poll()
+            poller.register(wakeup, select.POLLIN)
+            for fd, worker in list(self.fd_to_worker.items()):
+                poller.register(fd, select.POLLIN | (select.POLLOUT if worker.outbox else 0))
+            ready = poller.poll(self._next_deadline() * 1000)
             inbox = []  # read without the lock, so the user's thread can keep submitting meanwhile
-            for conn in ready:
-                if conn is wakeup:
+            for fd, event in ready:
+                worker = self.fd_to_worker.get(fd)
+                if fd == wakeup:
                     os.read(wakeup, 4096)
-                elif conn in self.conn_to_worker:
-                    inbox.append((self.conn_to_worker[conn],) + _receive_all(conn))
+                elif worker is not None and worker.conn is not None:
+                    if event & select.POLLOUT:
+                        with self.lock:
+                            self._flush(worker)
+                    if event & (select.POLLIN | select.POLLHUP | select.POLLERR):
+                        inbox.append((worker,) + _receive_all(worker.conn))
             with self.lock:
                 if not self.alive:
                     break
@@ -555,10 +581,7 @@ class Node(ActorManager):
             self._decref(object_id)
 
     def _reply(self, worker, req_id, payload):
-        try:
-            worker.conn.send(("reply", req_id, payload))
-        except (OSError, AttributeError):
-            pass
+        self._send(worker, ("reply", req_id, payload))
 
     def _msg_ready(self, worker):
         worker.ready = True
@@ -823,10 +846,7 @@ class Node(ActorManager):
                 return
             self.alive = False
             for worker in self.workers:
-                try:
-                    worker.conn.send(("exit",))
-                except (OSError, AttributeError):
-                    pass
+                self._send(worker, ("exit",))
         os.write(self.wakeup_w, b"x")
         if self.io_thread is not threading.current_thread():
             self.io_thread.join(timeout=5)
@@ -839,8 +859,9 @@ class Node(ActorManager):
                 worker.process.wait()
             if worker.conn is not None:
                 worker.conn.close()
+                worker.sock.close()
         self.flush_output()
-        self.workers, self.conn_to_worker, self.objects, self.tasks = [], {}, {}, {}
+        self.workers, self.fd_to_worker, self.objects, self.tasks = [], {}, {}, {}
         self.store.close()
         os.close(self.wakeup_r)
         os.close(self.wakeup_w)
