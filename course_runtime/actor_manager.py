@@ -15,7 +15,8 @@ import os
 import pickle
 
 from .actor import ActorHandle
-from .exceptions import ActorAlreadyExistsError, ActorDiedError, PendingCallsLimitExceededError, TaskCancelledError
+from .exceptions import (ActorAlreadyExistsError, ActorDiedError, ActorUnavailableError,
+                         PendingCallsLimitExceededError, TaskCancelledError)
 from .object_ref import ObjectRef, new_id, random_hex, random_task_id
 from .options import resource_demand
 from .remote_function import pack_arguments
@@ -257,8 +258,9 @@ class ActorManager:
                 elif actor.max_task_retries == -1 or task.attempts <= actor.max_task_retries:
                     task.state = "READY"
                     retried.append(task)
-                else:
-                    self._fail(task, error)
+                else:  # as in Ray: the actor lives on (restarting), but this call's reply is lost
+                    self._fail(task, ActorUnavailableError(f"{error} The actor is restarting; this call ran out of "
+                                                           f"retries (max_task_retries={actor.max_task_retries})."))
             actor.queue.extendleft(reversed(retried))
             self._log("actor_restarting", actor.actor_id, actor.restarts)
             self._submit_creation(actor)

@@ -84,9 +84,13 @@ class LocalRefCounts:
         self.counts = {}
 
     def drain(self):
-        """Apply the pending events; return (ids that became held, ids that stopped being held)."""
+        """Apply the pending events; return (ids that became held, ids that stopped being held).
+
+        An id both created and dropped since the last drain is in both lists (its object may be waiting for that
+        release to be freed); one dropped and re-created is in neither (it was never really let go)."""
         counts = self.counts
-        changed = set()
+        held_at_start = {}
+        held_meanwhile = set()
         popleft = _events.popleft
         while True:
             try:
@@ -94,15 +98,20 @@ class LocalRefCounts:
             except IndexError:
                 break
             before = counts.get(ref_id, 0)
+            held_at_start.setdefault(ref_id, before > 0)
             after = before + delta
-            if after:
+            if after > 0:
                 counts[ref_id] = after
+                held_meanwhile.add(ref_id)
             else:
                 counts.pop(ref_id, None)
-            if (before == 0) != (after == 0):
-                changed ^= {ref_id}  # toggled twice (held then released, or the reverse) means no news
-        held = [i for i in changed if i in counts]
-        released = [i for i in changed if i not in counts]
+        held, released = [], []
+        for ref_id, was_held in held_at_start.items():
+            now = ref_id in counts
+            if not was_held and (now or ref_id in held_meanwhile):
+                held.append(ref_id)
+            if (was_held or ref_id in held_meanwhile) and not now:
+                released.append(ref_id)
         return held, released
 
 

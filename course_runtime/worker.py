@@ -86,6 +86,8 @@ class WorkerClient:
         self.resources, self.gpus = {}, []
         self.pool = self.loop = self.semaphore = None
         self.running_coroutines = {}  # task id -> concurrent Future of an async actor's call
+        self.running_calls = set()  # calls of a threaded or async actor still running
+        self.pending_terminate = None  # __ray_terminate__ waiting for those calls to finish
 
     @property
     def task(self):
@@ -136,10 +138,14 @@ class WorkerClient:
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
         while True:
+            if self.pending_terminate is not None and not self.running_calls:
+                self.terminate(*self.pending_terminate)
             if self.backlog:
                 message = self.backlog.popleft()
             else:
                 try:
+                    if self.pending_terminate is not None and not self.conn.poll(0.02):
+                        continue  # keep checking whether the last calls finished
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     return
@@ -200,6 +206,7 @@ class WorkerClient:
         if task_id in self.cancelled_calls:
             self.cancelled_calls.discard(task_id)
         self.send("done", task_id, returns, error, started, ended)
+        self.running_calls.discard(task_id)
         if self.exit_requested and threading.current_thread() is not threading.main_thread():
             os._exit(0)
 
@@ -239,13 +246,18 @@ class WorkerClient:
 
     def dispatch_call(self, task_id, name, method_name, args, kwargs, num_returns):
         if method_name == "__ray_terminate__":
-            self.terminate(task_id, num_returns)
+            if self.concurrent:  # let the calls already running finish first (a sync actor runs in order anyway)
+                self.pending_terminate = (task_id, num_returns)
+            else:
+                self.terminate(task_id, num_returns)
             return
         if task_id in self.cancelled_calls:  # cancelled before it started
             self.cancelled_calls.discard(task_id)
             self.send("done", task_id, None, pack_error(KeyboardInterrupt(), name), time.time(), time.time())
             return
         method = getattr(self.actor, method_name)
+        if self.concurrent:
+            self.running_calls.add(task_id)
         if self.loop is not None:
             future = asyncio.run_coroutine_threadsafe(
                 self.run_async(task_id, name, method, args, kwargs, num_returns), self.loop)
@@ -273,6 +285,7 @@ class WorkerClient:
             self.running_coroutines.pop(task_id, None)
             sys.stdout.flush()
             self.send("done", task_id, returns, error, started, time.time())
+            self.running_calls.discard(task_id)
 
     def cancel_call(self, task_id):
         future = self.running_coroutines.get(task_id)
@@ -282,9 +295,7 @@ class WorkerClient:
             self.cancelled_calls.add(task_id)  # skipped if not started; is_canceled() turns True if running
 
     def terminate(self, task_id, num_returns):
-        """__ray_terminate__: finish what is running, then exit like a normal program (atexit handlers run)."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
+        """__ray_terminate__: exit like a normal program (atexit handlers run)."""
         self.send("exiting")
         self.send("done", task_id, [self.store_value(None, "")] * num_returns, None, time.time(), time.time())
         sys.stdout.flush()
