@@ -24,9 +24,11 @@ def _method_table(cls):
             continue
         method_options = getattr(function, "__ray_method_options__", {})
         try:
-            signature = inspect.signature(function)
-            if not isinstance(inspect.getattr_static(cls, name), (staticmethod, classmethod)):
-                signature = signature.replace(parameters=list(signature.parameters.values())[1:])
+            if isinstance(inspect.getattr_static(cls, name), (staticmethod, classmethod)):
+                signature = inspect.signature(member)  # nothing to drop, or `cls` already bound
+            else:
+                signature = inspect.signature(function)
+                signature = signature.replace(parameters=list(signature.parameters.values())[1:])  # self
         except (TypeError, ValueError):
             signature = None
         table[name] = (method_options.get("num_returns", 1), signature)
@@ -48,8 +50,8 @@ class ActorClass:
         self.__doc__ = cls.__doc__
 
     def __call__(self, *args, **kwargs):
-        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__name__}()', use "
-                        f"'{self.__name__}.remote()'.")
+        raise TypeError(f"Actors cannot be instantiated directly. Instead of '{self.__qualname__}()', use "
+                        f"'{self.__qualname__}.remote()'.")
 
     def __mro_entries__(self, bases):  # `class B(MyActor):` lands here
         raise TypeError("Inheriting from actor classes is not currently supported. You can instead inherit from "
@@ -79,6 +81,10 @@ class ActorClass:
             pass  # no signature to check (e.g. a class with a C-level constructor)
         from . import api
         return api._runtime().create_actor(self, args, kwargs, actor_options)
+
+    @property
+    def _class_name(self):
+        return self.__qualname__  # as Ray names actors: Actor(Outer.<locals>.Inner, ...) for a nested class
 
     def pickled(self):
         if self._pickled is None:

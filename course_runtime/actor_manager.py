@@ -16,14 +16,14 @@ import pickle
 
 from .actor import ActorHandle
 from .exceptions import (ActorAlreadyExistsError, ActorDiedError, ActorUnavailableError,
-                         PendingCallsLimitExceededError, TaskCancelledError)
+                         PendingCallsLimitExceeded, TaskCancelledError)
 from .object_ref import ObjectRef, new_id, random_hex, random_task_id
 from .options import resource_demand
 from .remote_function import pack_arguments
 
 
 class ActorRecord:
-    __slots__ = ("actor_id", "class_name", "class_id", "methods", "is_async", "name", "namespace", "detached",
+    __slots__ = ("actor_id", "class_name", "qualname", "class_id", "methods", "is_async", "name", "namespace", "detached",
                  "schedule_demand", "life_demand", "max_restarts", "restarts", "max_task_retries", "max_concurrency",
                  "max_pending_calls", "state", "worker", "allocation", "queue", "in_flight", "refs", "death",
                  "init_args", "init_kwargs", "pins", "kill_requested", "terminating", "creation")
@@ -37,7 +37,7 @@ class ActorRecord:
         return not self.is_async and self.max_concurrency == 1
 
     def handle(self):
-        return ActorHandle(self.actor_id, self.class_name, self.methods, self.is_async)
+        return ActorHandle(self.actor_id, self.qualname, self.methods, self.is_async)
 
 
 class ActorManager:
@@ -51,7 +51,7 @@ class ActorManager:
         args, kwargs, pins = pack_arguments(args, kwargs, actor_class.__name__, self.put_serialized)
         with self.lock:
             self.function_table.setdefault(actor_class._class_id, actor_class.pickled())
-            actor = self._new_actor(random_hex(16), actor_class.__name__, actor_class._class_id, actor_class._methods,
+            actor = self._new_actor(random_hex(16), actor_class._class_name, actor_class._class_id, actor_class._methods,
                                     actor_class._is_async, args, kwargs, pins, options)
             handle = actor.handle()
             self._schedule()
@@ -71,16 +71,17 @@ class ActorManager:
         raise ActorAlreadyExistsError(f"The name {name} (namespace={namespace}) is already taken by another actor. "
                                       f"Pick another name, or pass get_if_exists=True to get the existing one.")
 
-    def _new_actor(self, actor_id, class_name, class_id, methods, is_async, args, kwargs, pins, options):
+    def _new_actor(self, actor_id, qualname, class_id, methods, is_async, args, kwargs, pins, options):
         for object_id in pins:
             self._entry(object_id).refs += 1  # the constructor's arguments live as long as the actor (restarts)
         explicit_cpus = options.get("num_cpus") is not None
+        class_name = qualname.rsplit(".", 1)[-1]  # short, for messages and the timeline; repr uses the qualname
         actor = ActorRecord(
-            actor_id=actor_id, class_name=class_name, class_id=class_id, methods=methods, is_async=is_async,
+            actor_id=actor_id, class_name=class_name, qualname=qualname, class_id=class_id, methods=methods, is_async=is_async,
             name=options.get("name"), namespace=options.get("namespace") or self.namespace,
             detached=options.get("lifetime") == "detached",
-            schedule_demand=resource_demand(options, 1),  # Ray: 1 CPU to place an actor...
-            life_demand=resource_demand(options, 1 if explicit_cpus else 0),  # ...and none while it lives
+            schedule_demand=resource_demand(options, 1),  # Ray: the machine must have 1 CPU to host an actor...
+            life_demand=resource_demand(options, 1 if explicit_cpus else 0),  # ...but it takes none by default
             max_restarts=options.get("max_restarts") or 0, restarts=0,
             max_task_retries=options.get("max_task_retries") or 0,
             max_concurrency=options.get("max_concurrency") or (1000 if is_async else 1),
@@ -98,7 +99,7 @@ class ActorManager:
         actor.creation = self._new_task(random_task_id(), f"{actor.class_name}.__init__", actor.class_id,
                                         actor.init_args, actor.init_kwargs, [],
                                         {"num_returns": 0, "max_retries": 0, "retry_exceptions": False,
-                                         "num_cpus": None, "_demand": actor.schedule_demand},
+                                         "_demand": actor.life_demand, "_placement": actor.schedule_demand},
                                         parent=None, kind="actor_create", actor=actor)
 
     def _start_actor(self, task, allocation):
@@ -106,13 +107,12 @@ class ActorManager:
         actor = task.actor
         worker = self._start_worker()
         worker.actor = actor
-        self.resources.release(allocation)
-        actor.allocation = self.resources.try_acquire(actor.life_demand)
+        actor.allocation = allocation  # what it holds for life (its creation task asked for exactly that)
         actor.worker = worker
         task.state, task.worker = "RUNNING", worker
         task.attempts += 1
         worker.functions.add(actor.class_id)
-        self._send(worker, ("actor_init", task.task_id, actor.actor_id, actor.class_name,
+        self._send(worker, ("actor_init", task.task_id, actor.actor_id, actor.qualname,
                             self.function_table[actor.class_id], [self._locate(a) for a in task.args],
                             {k: self._locate(v) for k, v in task.kwargs.items()}, actor.allocation.gpu_ids(),
                             actor.allocation.as_dict(), actor.max_concurrency, actor.is_async, actor.name,
@@ -138,7 +138,7 @@ class ActorManager:
     def call_actor(self, handle, method, args, kwargs, options):
         with self.lock:
             self._drain_local_refs()
-        name = options.get("name") or f"{handle._class_name}.{method}"
+        name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{method}"
         args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
         with self.lock:
             task = self._submit_call(handle._actor_id, method, random_task_id(), name, args, kwargs, pins, options)
@@ -151,7 +151,7 @@ class ActorManager:
     def _submit_call(self, actor_id, method, task_id, name, args, kwargs, pins, options, parent=None):
         actor = self.actors[actor_id]
         if actor.max_pending_calls > 0 and len(actor.queue) + len(actor.in_flight) >= actor.max_pending_calls:
-            raise PendingCallsLimitExceededError(
+            raise PendingCallsLimitExceeded(
                 f"The actor {actor.class_name} already has {actor.max_pending_calls} calls pending "
                 f"(max_pending_calls); wait for some results before submitting more.")
         task = self._new_task(task_id, name, actor.class_id, args, kwargs, pins,
@@ -283,9 +283,6 @@ class ActorManager:
     def _actor_out_of_scope(self, actor):
         """The last handle is gone: end the actor after the calls already made (Ray's actor garbage collection)."""
         if actor.detached or actor.state == "DEAD":
-            return
-        if actor.worker is None and actor.state == "PENDING":
-            self._actor_died(actor, ActorDiedError(f"The actor {actor.class_name} went out of scope."), False)
             return
         self._submit_call(actor.actor_id, "__ray_terminate__", random_task_id(), f"{actor.class_name}.__ray_terminate__",
                           [], {}, [], {"num_returns": 0})

@@ -147,5 +147,5 @@ class ActorUnschedulableError(RayError):
     """No machine here could ever host the actor: it asks for more than exists (course runtime: fails at once)."""
 
 
-class PendingCallsLimitExceededError(RayError):
+class PendingCallsLimitExceeded(RayError):
     """An actor already has `max_pending_calls` calls waiting."""

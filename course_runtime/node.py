@@ -251,7 +251,7 @@ class Node(ActorManager):
             entry = self.objects.setdefault(object_id, ObjectEntry(object_id, ""))
             entry.creator, entry.task = f"returned by {name}", task
         self._log("submit", task_id, name)
-        reason = self.resources.infeasible_reason(task.demand)
+        reason = self.resources.infeasible_reason(options.get("_placement", task.demand))
         if reason:  # Ray would wait forever for a machine that has it; we say so at once (see README)
             what = f"actor {actor.class_name}" if kind == "actor_create" else f"task '{name}'"
             error_class = ActorUnschedulableError if kind == "actor_create" else TaskUnschedulableError

@@ -30,6 +30,11 @@ def validate(options, kind):
         check = _CHECKS.get(key)
         if check is not None and value is not None:
             check(key, value)
+    if kind == "actor":
+        if options.get("name") == "":
+            raise ValueError("Actor name cannot be an empty string.")
+        if options.get("get_if_exists") and not options.get("name"):
+            raise ValueError("The actor name must be specified to use `get_if_exists`.")
     return options
 
 

@@ -221,9 +221,11 @@ class WorkerClient:
             self.in_user_code = False
 
     # ---- actors -------------------------------------------------------------------------------------------
-    def init_actor(self, task_id, actor_id, class_name, class_bytes, args, kwargs, gpu_ids, resources,
+    def init_actor(self, task_id, actor_id, qualname, class_bytes, args, kwargs, gpu_ids, resources,
                    max_concurrency, is_async, name, namespace):
-        self.actor_id, self.actor_name, self.class_name, self.namespace = actor_id, name, class_name, namespace
+        self.actor_id, self.actor_name, self.namespace = actor_id, name, namespace
+        self.qualname, self.class_name = qualname, qualname.rsplit(".", 1)[-1]
+        class_name = self.class_name
         self.resources, self.gpus = resources, gpu_ids
         if gpu_ids:  # for the actor's whole life
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
@@ -418,7 +420,7 @@ class WorkerClient:
         if self.actor_id is not None:
             from .actor import ActorHandle, _method_table
             cls = type(self.actor)
-            handle = ActorHandle(self.actor_id, self.class_name, _method_table(cls), False)
+            handle = ActorHandle(self.actor_id, self.qualname, _method_table(cls), False)
         return RuntimeContext(self.job_id, self.node_id, self.namespace, task_id=task_id, task_name=name,
                               assigned_resources=resources, worker_id=str(os.getpid()), actor_id=self.actor_id,
                               actor_name=self.actor_name, current_actor=handle,
@@ -434,15 +436,15 @@ class WorkerClient:
         if actor_class._class_id not in self.registered_functions:
             class_bytes = actor_class.pickled()
             self.registered_functions.add(actor_class._class_id)
-        reply = self.request("create_actor", actor_class._class_id, class_bytes, actor_class.__name__,
+        reply = self.request("create_actor", actor_class._class_id, class_bytes, actor_class._class_name,
                              actor_class._methods, actor_class._is_async, args, kwargs, pins,
                              cloudpickle.dumps(options))
         if reply[0] == "error":
             raise pickle.loads(reply[1])
-        return ActorHandle(reply[1], actor_class.__name__, actor_class._methods, actor_class._is_async)
+        return ActorHandle(reply[1], actor_class._class_name, actor_class._methods, actor_class._is_async)
 
     def call_actor(self, handle, method, args, kwargs, options):
-        name = options.get("name") or f"{handle._class_name}.{method}"
+        name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{method}"
         args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
         task_id = random_task_id()
         refs = [ObjectRef(new_id(task_id, i + 1)) for i in range(options["num_returns"])]

@@ -80,9 +80,9 @@ class Queue:
 
     def put_nowait_batch(self, items):
         """Add all items, or none of them (Full) if they do not fit."""
-        if not isinstance(items, list):
-            raise TypeError("Argument 'items' must be a list")
-        api.get(self.actor.put_nowait_batch.remote(items))
+        if isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
+            raise TypeError("Argument 'items' must be an Iterable")
+        api.get(self.actor.put_nowait_batch.remote(list(items)))
 
     def get_nowait(self):
         return api.get(self.actor.get_nowait.remote())
