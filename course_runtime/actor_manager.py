@@ -48,7 +48,7 @@ class ActorManager:
             existing = self._named_actor_for(options)
             if existing is not None:
                 return existing.handle()
-        args, kwargs, pins = pack_arguments(args, kwargs, actor_class.__name__, self.put_serialized)
+        args, kwargs, pins = pack_arguments(args, kwargs, actor_class.__name__, self.store_argument)
         with self.lock:
             self.function_table.setdefault(actor_class._class_id, actor_class.pickled())
             actor = self._new_actor(random_hex(16), actor_class._class_name, actor_class._class_id, actor_class._methods,
@@ -139,7 +139,7 @@ class ActorManager:
         with self.lock:
             self._drain_local_refs()
         name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{method}"
-        args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
+        args, kwargs, pins = pack_arguments(args, kwargs, name, self.store_argument)
         with self.lock:
             task = self._submit_call(handle._actor_id, method, random_task_id(), name, args, kwargs, pins, options)
             refs = [ObjectRef(i) for i in task.return_ids]

@@ -222,7 +222,7 @@ class Node(ActorManager):
     # ---- submitting tasks ---------------------------------------------------------------------------------
     def submit_task(self, remote_function, args, kwargs, options):
         name = options.get("name") or remote_function.__name__
-        args, kwargs, pins = pack_arguments(args, kwargs, name, self.put_serialized)
+        args, kwargs, pins = pack_arguments(args, kwargs, name, self.store_argument)
         with self.lock:
             self.function_table.setdefault(remote_function._function_id, remote_function.pickled())
             task = self._new_task(random_task_id(), name, remote_function._function_id, args, kwargs, pins,
@@ -306,6 +306,12 @@ class Node(ActorManager):
             value = ("s", segment, layout)
         with self.lock:
             self._add_ready_object(object_id, value, serialized.contained_refs, serialized.size, description)
+        return object_id
+
+    def store_argument(self, serialized, description):
+        """A large argument passed by value is stored like a put, once per call (the event log shows each)."""
+        object_id = self.put_serialized(serialized, description)
+        self._log("argument_stored", object_id, serialized.size)
         return object_id
 
     def _add_ready_object(self, object_id, value, contained, size, creator):

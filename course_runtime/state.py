@@ -31,8 +31,10 @@ def events(kind=None):
     """
     fields = {"submit": ("task_id", "name"), "dispatch": ("task_id", "worker_pid"), "finish": ("task_id", "state"),
               "retry": ("task_id", "attempt"), "cancel": ("task_id", "force"), "get": ("count",),
-              "wait": ("count", "num_returns"), "put": ("object_id", "size"), "worker_started": ("worker_pid",),
-              "worker_exited": ("worker_pid", "exit_code")}
+              "wait": ("count", "num_returns"), "put": ("object_id", "size"),
+              "argument_stored": ("object_id", "size"), "actor_created": ("actor_id", "class_name"),
+              "actor_restarting": ("actor_id", "restarts"), "actor_died": ("actor_id",),
+              "worker_started": ("worker_pid",), "worker_exited": ("worker_pid", "exit_code")}
     node = _node()
     with node.lock:
         log = list(node.events)

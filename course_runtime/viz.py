@@ -161,8 +161,9 @@ def overlaps(events=None, name=None, backend=None):
 
 
 def _backend(backend):
-    if backend is None:
-        import course_runtime as backend  # the runtime this course runs on, imported only when needed
+    if backend is None:  # the backend the course runs on: this runtime, or real Ray with COURSE_BACKEND=ray
+        from .backend import load
+        backend = load()
     return backend
 
 

@@ -97,6 +97,7 @@ def test_large_arguments_by_value_are_stored_once_per_call_and_freed(rt):
     array = np.ones(4 * MB // 8)
     assert ray.get([total.remote(array) for _ in range(3)]) == [4 * MB // 8] * 3
     assert len(state.events("put")) == 0  # they were not put by the user...
+    assert len(state.events("argument_stored")) == 3  # ...but stored once per call
     assert eventually(lambda: store_used() == 0)  # ...and each hidden copy is gone once its task ends
 
 
