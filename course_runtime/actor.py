@@ -11,6 +11,7 @@ import cloudpickle
 
 from . import options as opts
 from .object_ref import _events, random_hex
+from .serialization import check_function_size
 
 
 def _method_table(cls):
@@ -88,7 +89,7 @@ class ActorClass:
 
     def pickled(self):
         if self._pickled is None:
-            self._pickled = cloudpickle.dumps(self._cls)
+            self._pickled = check_function_size(cloudpickle.dumps(self._cls), f"The actor class {self.__qualname__}")
         return self._pickled
 
     def __getstate__(self):

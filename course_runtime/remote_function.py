@@ -10,7 +10,7 @@ import cloudpickle
 
 from . import options as opts
 from .object_ref import ObjectRef, random_hex
-from .serialization import INLINE_LIMIT, describe_unpicklable, serialize
+from .serialization import INLINE_LIMIT, check_function_size, describe_unpicklable, serialize
 
 
 class RemoteFunction:
@@ -69,7 +69,8 @@ class RemoteFunction:
     def pickled(self):
         """The function by value, pickled once, to ship to each worker the first time it runs it."""
         if self._pickled is None:
-            self._pickled = cloudpickle.dumps(self._function)
+            self._pickled = check_function_size(cloudpickle.dumps(self._function),
+                                                f"The remote function {self.__qualname__}")
         return self._pickled
 
     def __getstate__(self):  # a RemoteFunction used inside a task travels without its cached pickle

@@ -80,6 +80,25 @@ def deserialize_from(memory, layout):
     return pickle.loads(memory[:inband_len], buffers=[memory[o:o + n] for o, n in parts])
 
 
+FUNCTION_SIZE_WARNING = 10 * 2**20  # the thresholds Ray uses for a function or class shipped to workers
+FUNCTION_SIZE_LIMIT = 95 * 2**20
+
+
+def check_function_size(pickled, what):
+    """Warn about (or refuse) a function or class that pickles big: it almost always captures large data."""
+    size = len(pickled)
+    advice = ("It probably captures a large object (a global or a variable of an enclosing function). Put the "
+              "object in the store with put() and pass the ObjectRef as an argument instead.")
+    if size > FUNCTION_SIZE_LIMIT:
+        raise ValueError(f"{what} is too large to ship to workers: {size / 2**20:.1f} MiB (the limit is "
+                         f"{FUNCTION_SIZE_LIMIT / 2**20:.0f} MiB). {advice}")
+    if size > FUNCTION_SIZE_WARNING:
+        import warnings
+        warnings.warn(f"{what} is large: {size / 2**20:.1f} MiB, shipped to every worker that runs it. {advice}",
+                      UserWarning, stacklevel=4)
+    return pickled
+
+
 def describe_unpicklable(value, error):
     """A short explanation of why `value` could not be pickled, for error messages."""
     text = repr(value)

@@ -258,3 +258,24 @@ def test_cluster_addresses_point_to_real_ray():
     with pytest.raises(ValueError, match="COURSE_BACKEND=ray"):
         ray.init(address="ray://10.0.0.1:10001")
     assert not ray.is_initialized()
+
+
+def test_functions_capturing_large_data_warn_and_huge_ones_are_refused(rt):
+    """As in Ray: a function that pickles to more than 10 MiB warns, more than 95 MiB is refused."""
+    big = np.ones(2 * MB)  # 16 MiB
+
+    @ray.remote
+    def uses_big():
+        return float(big.sum())
+
+    with pytest.warns(UserWarning, match="put"):
+        assert ray.get(uses_big.remote()) == 2 * MB
+    huge = np.ones(13 * MB)  # 104 MiB
+
+    @ray.remote
+    def uses_huge():
+        return float(huge.sum())
+
+    with pytest.raises(ValueError, match="too large"):
+        uses_huge.remote()
+    assert ray.get(uses_big.remote()) == 2 * MB  # still usable
