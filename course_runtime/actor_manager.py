@@ -74,14 +74,17 @@ class ActorManager:
     def _new_actor(self, actor_id, qualname, class_id, methods, is_async, args, kwargs, pins, options):
         for object_id in pins:
             self._entry(object_id).refs += 1  # the constructor's arguments live as long as the actor (restarts)
-        explicit_cpus = options.get("num_cpus") is not None
+        # Ray's defaults: a plain actor needs a machine with 1 CPU but takes none; an actor that asks for other
+        # resources (GPUs, custom, memory) and not for CPUs holds 1 CPU for its whole life.
+        asks_other = any(options.get(k) for k in ("num_gpus", "resources", "memory"))
+        life_cpus = options["num_cpus"] if options.get("num_cpus") is not None else (1 if asks_other else 0)
         class_name = qualname.rsplit(".", 1)[-1]  # short, for messages and the timeline; repr uses the qualname
         actor = ActorRecord(
             actor_id=actor_id, class_name=class_name, qualname=qualname, class_id=class_id, methods=methods, is_async=is_async,
             name=options.get("name"), namespace=options.get("namespace") or self.namespace,
             detached=options.get("lifetime") == "detached",
             schedule_demand=resource_demand(options, 1),  # Ray: the machine must have 1 CPU to host an actor...
-            life_demand=resource_demand(options, 1 if explicit_cpus else 0),  # ...but it takes none by default
+            life_demand=resource_demand({**options, "num_cpus": life_cpus}, 0),  # ...and holds this while alive
             max_restarts=options.get("max_restarts") or 0, restarts=0,
             max_task_retries=options.get("max_task_retries") or 0,
             max_concurrency=options.get("max_concurrency") or (1000 if is_async else 1),
