@@ -279,3 +279,20 @@ def test_functions_capturing_large_data_warn_and_huge_ones_are_refused(rt):
     with pytest.raises(ValueError, match="too large"):
         uses_huge.remote()
     assert ray.get(uses_big.remote()) == 2 * MB  # still usable
+
+
+def test_a_small_task_is_not_held_back_by_a_bigger_one_of_the_same_function(rt):
+    """Difference from Ray: queues are per resource shape, so C (1 CPU) starts while B (2 CPUs) waits for A."""
+    @ray.remote
+    def span(seconds):
+        start = time.time()
+        time.sleep(seconds)
+        return start, time.time()
+
+    a = span.remote(1.0)
+    time.sleep(0.2)
+    b = span.options(num_cpus=2).remote(0.1)
+    c = span.remote(0.1)
+    (a_start, a_end), (b_start, _), (c_start, c_end) = ray.get([a, b, c])
+    assert c_end <= a_end and c_end <= b_start  # C ran beside A, before B
+    assert b_start >= a_end - 0.05  # B needed both CPUs: it waited for A
