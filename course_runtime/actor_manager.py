@@ -13,6 +13,7 @@ Mirrors Ray's GCS actor manager (create, restart, name registry, death) and the 
 import collections
 import os
 import pickle
+import signal
 
 from .actor import ActorHandle
 from .exceptions import (ActorAlreadyExistsError, ActorDiedError, ActorUnavailableError,
@@ -174,7 +175,7 @@ class ActorManager:
         if actor.state != "ALIVE" or actor.worker is None:
             return
         waiting = collections.deque()
-        while actor.queue:
+        while actor.queue and not actor.terminating:  # nothing is sent after __ray_terminate__
             task = actor.queue.popleft()
             if task.state not in ("WAITING", "READY"):
                 continue  # cancelled or failed while queued
@@ -203,6 +204,8 @@ class ActorManager:
         elif task.state == "RUNNING" and not task.cancel_requested:
             task.cancel_requested = True
             self._send(task.worker, ("cancel_call", task.task_id))
+            if task.actor.ordered:  # its only thread runs the call: a signal makes it read the news
+                os.kill(task.worker.pid, signal.SIGUSR1)
 
     # ---- ending -------------------------------------------------------------------------------------------
     def kill_actor(self, actor_id, no_restart):

@@ -112,7 +112,10 @@ class WorkerClient:
                     message = self.conn.recv()
                     if message[0] == "reply" and message[1] == request_id:
                         return message[2]
-                    self.backlog.append(message)  # e.g. the next calls of this actor: run them afterwards
+                    if message[0] == "cancel_call":
+                        self.cancelled_calls.add(message[1])
+                    else:
+                        self.backlog.append(message)  # e.g. the next calls of this actor: run them afterwards
             except (EOFError, OSError):
                 os._exit(1)  # the driver is gone
             finally:
@@ -130,7 +133,17 @@ class WorkerClient:
         return future
 
     def on_cancel_signal(self, signum, frame):
-        """`cancel()` of the running task: raise KeyboardInterrupt in it, but never in the middle of pipe I/O."""
+        """`cancel()` of the running task: raise KeyboardInterrupt in it, but never in the middle of pipe I/O.
+        In a sync actor, cancel is cooperative instead: read the "cancel_call" news so is_canceled() turns True."""
+        if self.actor_id is not None:
+            if not self.in_runtime_call:
+                while self.conn.poll():
+                    message = self.conn.recv()
+                    if message[0] == "cancel_call":
+                        self.cancelled_calls.add(message[1])
+                    else:
+                        self.backlog.append(message)
+            return
         if self.in_user_code and not self.in_runtime_call:
             raise KeyboardInterrupt
         self.cancel_pending = True
@@ -144,8 +157,11 @@ class WorkerClient:
                 message = self.backlog.popleft()
             else:
                 try:
-                    if self.pending_terminate is not None and not self.conn.poll(0.02):
-                        continue  # keep checking whether the last calls finished
+                    if self.concurrent and not self.conn.poll(0.05):
+                        # a threaded/async actor: look now and then for a pending exit or terminate
+                        if self.exit_requested:
+                            sys.exit(0)
+                        continue
                     message = self.conn.recv()
                 except (EOFError, OSError):
                     return
@@ -191,12 +207,10 @@ class WorkerClient:
             result = self.call(function, [self.load(a) for a in args], {k: self.load(v) for k, v in kwargs.items()})
             returns = self.store_returns(result, num_returns, name)
         except SystemExit as exit_request:
-            if self.actor_id is None:  # sys.exit() in a task is an error of that task
-                error = pack_error(RuntimeError(f"the task called sys.exit({exit_request.code})"), name)
-            else:  # exit_actor() or sys.exit() in an actor: end the actor gracefully after answering
-                self.send("exiting")
-                returns = [self.store_value(None, "")] * num_returns
-                self.exit_requested = True
+            if self.actor_id is not None:
+                self.request_exit()
+                return
+            error = pack_error(RuntimeError(f"the task called sys.exit({exit_request.code})"), name)
         except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
             error = pack_error(exception, name)
         ended = time.time()
@@ -207,8 +221,12 @@ class WorkerClient:
             self.cancelled_calls.discard(task_id)
         self.send("done", task_id, returns, error, started, ended)
         self.running_calls.discard(task_id)
-        if self.exit_requested and threading.current_thread() is not threading.main_thread():
-            os._exit(0)
+
+    def request_exit(self):
+        """exit_actor() (or sys.exit()) in an actor method: no reply for that call (it fails with ActorDiedError,
+        as in Ray); the main thread then exits normally, so atexit handlers run."""
+        self.send("exiting")
+        self.exit_requested = True
 
     def call(self, function, args, kwargs):
         if self.concurrent:
@@ -279,6 +297,9 @@ class WorkerClient:
                 if inspect.isawaitable(result):
                     result = await result
                 returns = self.store_returns(result, num_returns, name)
+            except SystemExit:
+                self.request_exit()
+                return
             except BaseException as exception:  # noqa: B902 - CancelledError is how cancel() stops a coroutine
                 if isinstance(exception, asyncio.CancelledError):
                     exception = KeyboardInterrupt()
