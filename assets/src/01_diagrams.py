@@ -6,60 +6,9 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
+from svg import ACTOR, DRIVER, INK, MONO, STORE, TASK, arrow, box, canvas, main, plt, save
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-01", "font.family": "DejaVu Sans", "font.size": 11})
-
-# The course's palette (the same as the other notebooks' diagrams): who is who.
-DRIVER = "#8C9BAB"  # the driver (your notebook)
-TASK = "#4C72B0"  # tasks
-ACTOR = "#DD8452"  # actors
-STATE = "#FBE3CF"  # what an actor keeps
-STORE = "#55A868"  # the object store
-STORE_LIGHT = "#D5EADB"
-INK = "#2B2B2B"
-MONO = "DejaVu Sans Mono"
-
-
-def canvas(width, height, w_units=100):
-    """A figure whose data coordinates run 0..w_units across and 0..w_units*height/width up."""
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
-
-
-def box(ax, x, y, w, h, text="", face="white", edge=INK, color=INK, size=11, weight="normal", radius=1.2, lw=1.4,
-        family=None):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}", facecolor=face,
-                                edgecolor=edge, linewidth=lw))
-    if text:
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", color=color, fontsize=size, weight=weight,
-                family=family)
-
-
-def arrow(ax, start, end, color=INK, lw=1.6, ls="-", rad=0.0):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=color, linewidth=lw,
-                                 linestyle=ls, connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2))
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight",
-                pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight",
-                    pad_inches=0.15)
-    plt.close(fig)
+STORE_LIGHT = "#D5EADB"  # a shade lighter than svg.STORE_LIGHT, kept so that the committed SVGs do not change
 
 
 def ray_at_a_glance(png_dir):
@@ -171,10 +120,4 @@ def backends(png_dir):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    for draw in (ray_at_a_glance, sequential_vs_parallel, backends):
-        draw(args.png)
+    main(__doc__, "ray-course-01", ray_at_a_glance, sequential_vs_parallel, backends)

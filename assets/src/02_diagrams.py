@@ -6,34 +6,16 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
+import functools
 
-import matplotlib
+from matplotlib.patches import FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
+import svg
+from svg import DRIVER, INK, MONO, TASK, canvas, main, save
 
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-02", "font.family": "DejaVu Sans", "font.size": 11})
+MERGE = svg.STORE  # tasks that combine results
 
-# The course's palette (the same as the other notebooks' diagrams).
-DRIVER = "#8C9BAB"  # the driver (your notebook)
-TASK = "#4C72B0"  # tasks
-MERGE = "#55A868"  # tasks that combine results
-INK = "#2B2B2B"
-MONO = "DejaVu Sans Mono"
-
-
-def canvas(width, height, w_units=100):
-    """A figure whose data coordinates run 0..w_units across and 0..w_units*height/width up."""
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
+arrow = functools.partial(svg.arrow, lw=1.2, head=11, shrink=1)  # thinner, with a smaller tip
 
 
 def node(ax, cx, cy, w, h, text, face=TASK, size=9):
@@ -41,20 +23,6 @@ def node(ax, cx, cy, w, h, text, face=TASK, size=9):
     ax.add_patch(FancyBboxPatch((cx - w / 2, cy - h / 2), w, h, boxstyle="round,pad=0,rounding_size=0.8",
                                 facecolor=face, edgecolor=face, linewidth=1.2))
     ax.text(cx, cy, text, ha="center", va="center", color="white", fontsize=size, family=MONO)
-
-
-def arrow(ax, start, end, color=INK, lw=1.2):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=11, color=color, linewidth=lw,
-                                 shrinkA=1, shrinkB=1))
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight",
-                pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight",
-                    pad_inches=0.15)
-    plt.close(fig)
 
 
 def task_graphs(png_dir):
@@ -112,10 +80,4 @@ def task_graphs(png_dir):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    for draw in (task_graphs,):
-        draw(args.png)
+    main(__doc__, "ray-course-02", task_graphs)

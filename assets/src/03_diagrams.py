@@ -6,60 +6,8 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-03", "font.family": "DejaVu Sans", "font.size": 11})
-
-# One palette for the whole course's pictures: who is who.
-DRIVER = "#8C9BAB"  # the driver (your notebook)
-TASK = "#4C72B0"  # tasks
-ACTOR = "#DD8452"  # actors
-STATE = "#FBE3CF"  # what an actor keeps
-CALL = "#55A868"  # calls waiting or running
-BAD = "#C44E52"  # crashes
-INK = "#2B2B2B"
-
-
-def canvas(width, height, w_units=100):
-    """A figure whose data coordinates run 0..w_units across and 0..w_units*height/width up."""
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
-
-
-def box(ax, x, y, w, h, text="", face="white", edge=INK, color=INK, size=11, weight="normal", radius=1.2, lw=1.4,
-        ls="-", va="center", text_y=None):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}", facecolor=face,
-                                edgecolor=edge, linewidth=lw, linestyle=ls))
-    if text:
-        ax.text(x + w / 2, text_y if text_y is not None else y + h / 2, text, ha="center", va=va, color=color,
-                fontsize=size, weight=weight)
-
-
-def arrow(ax, start, end, color=INK, lw=1.6, style="-|>", ls="-", rad=0.0, label=None, label_xy=None, size=10,
-          label_color=None):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle=style, mutation_scale=14, color=color, linewidth=lw,
-                                 linestyle=ls, connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2))
-    if label:
-        ax.text(*label_xy, label, ha="center", va="center", fontsize=size, color=label_color or color)
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight", pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight", pad_inches=0.15)
-    plt.close(fig)
+from svg import ACTOR, BAD, DRIVER, INK, STATE, TASK, arrow, box, canvas, main, plt, save
+from svg import STORE as CALL  # calls waiting or running
 
 
 def actor_mailbox(png_dir):
@@ -188,10 +136,4 @@ def restart(png_dir):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    for draw in (actor_mailbox, concurrency, parameter_server, restart):
-        draw(args.png)
+    main(__doc__, "ray-course-03", actor_mailbox, concurrency, parameter_server, restart)

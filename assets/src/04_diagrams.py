@@ -6,57 +6,10 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
+from svg import BAD, DRIVER, INK, STORE, STORE_LIGHT, TASK, arrow, box, canvas, main, plt, save
+from svg import ACTOR as DATA  # an object's bytes
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-04", "font.family": "DejaVu Sans", "font.size": 11})
-
-DRIVER = "#8C9BAB"  # the driver (your notebook)
-TASK = "#4C72B0"  # tasks and worker processes
-STORE = "#55A868"  # the object store
-STORE_LIGHT = "#DCEFE1"
-DATA = "#DD8452"  # an object's bytes
-BAD = "#C44E52"
-INK = "#2B2B2B"
-MUTED = "#9A9A9A"
-
-
-def canvas(width, height, w_units=100):
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
-
-
-def box(ax, x, y, w, h, text="", face="white", edge=INK, color=INK, size=11, weight="normal", radius=1.2, lw=1.4,
-        ls="-"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}", facecolor=face,
-                                edgecolor=edge, linewidth=lw, linestyle=ls))
-    if text:
-        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", color=color, fontsize=size, weight=weight)
-
-
-def arrow(ax, start, end, color=INK, lw=1.6, ls="-", rad=0.0):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=color, linewidth=lw,
-                                 linestyle=ls, connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2))
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight",
-                pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight",
-                    pad_inches=0.15)
-    plt.close(fig)
+MUTED = "#9A9A9A"  # a shade lighter than svg.MUTED, kept so that the committed SVGs do not change
 
 
 def object_store(png_dir):
@@ -145,10 +98,4 @@ def lifetime(png_dir):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    for draw in (object_store, by_value_vs_reference, lifetime):
-        draw(args.png)
+    main(__doc__, "ray-course-04", object_store, by_value_vs_reference, lifetime)

@@ -6,55 +6,10 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-05", "font.family": "DejaVu Sans", "font.size": 11})
-
-DRIVER = "#8C9BAB"  # the scheduler's side
-TASK = "#4C72B0"  # tasks and worker processes
-GPU = "#55A868"  # devices
-GPU_LIGHT = "#DCEFE1"
-OTHER = "#DD8452"  # somebody else's work
-INK = "#2B2B2B"
-MUTED = "#8A8A8A"
-MONO = "DejaVu Sans Mono"
-
-
-def canvas(width, height, w_units=100):
-    """A figure whose data coordinates run 0..w_units across and 0..w_units*height/width up."""
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
-
-
-def box(ax, x, y, w, h, face="white", edge=INK, radius=1.2, lw=1.4, ls="-"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}", facecolor=face,
-                                edgecolor=edge, linewidth=lw, linestyle=ls))
-
-
-def arrow(ax, start, end, color=INK, lw=1.6, ls="-", rad=0.0):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color=color, linewidth=lw,
-                                 linestyle=ls, connectionstyle=f"arc3,rad={rad}", shrinkA=2, shrinkB=2))
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight",
-                pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight",
-                    pad_inches=0.15)
-    plt.close(fig)
+from svg import DRIVER, INK, MONO, MUTED, TASK, arrow, box, canvas, main, save
+from svg import ACTOR as OTHER  # somebody else's work
+from svg import STORE as GPU  # devices
+from svg import STORE_LIGHT as GPU_LIGHT
 
 
 def cuda_visible_devices(png_dir):
@@ -101,14 +56,5 @@ def cuda_visible_devices(png_dir):
     save(fig, "05_cuda_visible_devices.svg", png_dir)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    cuda_visible_devices(args.png)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "ray-course-05", cuda_visible_devices)

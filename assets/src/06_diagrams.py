@@ -6,64 +6,23 @@
 
 Only matplotlib is needed. The output is byte-for-byte reproducible (fixed hash salt, no date in the metadata).
 """
-import argparse
-import os
+import svg
+from svg import DRIVER, INK, MONO, MUTED, STORE, STORE_LIGHT, TASK, box, canvas, main, plt, save
+from svg import ACTOR as STEP  # numbered steps
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, FancyBboxPatch  # noqa: E402
-
-ASSETS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-plt.rcParams.update({"svg.hashsalt": "ray-course-06", "font.family": "DejaVu Sans", "font.size": 11})
-
-DRIVER = "#8C9BAB"  # the driver (your notebook)
 DRIVER_LIGHT = "#E6EAEE"
-TASK = "#4C72B0"  # tasks and worker processes
-STORE = "#55A868"  # the object store
-STORE_LIGHT = "#DCEFE1"
 GCS = "#8172B3"  # cluster-wide metadata
-STEP = "#DD8452"  # numbered steps
-INK = "#2B2B2B"
-MUTED = "#8A8A8A"
-MONO = "DejaVu Sans Mono"
 
 
-def canvas(width, height, w_units=100):
-    """A figure whose data coordinates run 0..w_units across and 0..w_units*height/width up."""
-    fig = plt.figure(figsize=(width, height))
-    ax = fig.add_axes([0, 0, 1, 1])
-    ax.set_xlim(0, w_units)
-    ax.set_ylim(0, w_units * height / width)
-    ax.axis("off")
-    return fig, ax
-
-
-def box(ax, x, y, w, h, face="white", edge=INK, radius=1.2, lw=1.4, ls="-"):
-    ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle=f"round,pad=0,rounding_size={radius}", facecolor=face,
-                                edgecolor=edge, linewidth=lw, linestyle=ls))
-
-
-def arrow(ax, start, end, color=INK, lw=1.6, ls="-", rad=0.0, both=False):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="<|-|>" if both else "-|>", mutation_scale=13, color=color,
-                                 linewidth=lw, linestyle=ls, connectionstyle=f"arc3,rad={rad}", shrinkA=2,
-                                 shrinkB=2))
+def arrow(ax, start, end, both=False, **kwargs):
+    """svg.arrow with a smaller tip; both=True puts a tip on each end."""
+    svg.arrow(ax, start, end, style="<|-|>" if both else "-|>", head=13, **kwargs)
 
 
 def step(ax, x, y, n):
     """A numbered orange disc: where step n of a task's journey happens."""
     ax.add_patch(plt.Circle((x, y), 1.5, color=STEP, zorder=5))
     ax.text(x, y, str(n), ha="center", va="center", fontsize=9, weight="bold", color="white", zorder=6)
-
-
-def save(fig, name, png_dir):
-    fig.savefig(os.path.join(ASSETS, name), format="svg", metadata={"Date": None}, bbox_inches="tight",
-                pad_inches=0.15)
-    if png_dir:
-        fig.savefig(os.path.join(png_dir, name.replace(".svg", ".png")), dpi=110, bbox_inches="tight",
-                    pad_inches=0.15)
-    plt.close(fig)
 
 
 def course_runtime(png_dir):
@@ -174,15 +133,5 @@ def ray_cluster(png_dir):
     save(fig, "06_ray_cluster.svg", png_dir)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--png", metavar="DIR", help="also write PNG copies into DIR")
-    args = parser.parse_args()
-    if args.png:
-        os.makedirs(args.png, exist_ok=True)
-    course_runtime(args.png)
-    ray_cluster(args.png)
-
-
 if __name__ == "__main__":
-    main()
+    main(__doc__, "ray-course-06", course_runtime, ray_cluster)
