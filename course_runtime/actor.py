@@ -7,11 +7,9 @@ worker.py in the actor's process).
 """
 import inspect
 
-import cloudpickle
-
 from . import options as opts
 from .object_ref import _events, random_hex
-from .serialization import check_function_size
+from .serialization import check_function_size, pickle_function
 
 
 def _method_table(cls):
@@ -89,7 +87,7 @@ class ActorClass:
 
     def pickled(self):
         if self._pickled is None:
-            self._pickled = check_function_size(cloudpickle.dumps(self._cls), f"The actor class {self.__qualname__}")
+            self._pickled = check_function_size(pickle_function(self._cls), f"The actor class {self.__qualname__}")
         return self._pickled
 
     def __getstate__(self):

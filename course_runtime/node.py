@@ -34,12 +34,13 @@ import traceback
 from multiprocessing.connection import Connection
 
 from . import object_ref as refs_module
-from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError, ObjectStoreFullError, RayError, RaySystemError,
-                         RayTaskError, TaskCancelledError, TaskUnschedulableError, WorkerCrashedError)
+from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError,
+                         ObjectStoreFullError, RaySystemError, RayTaskError, TaskCancelledError,
+                         TaskUnschedulableError, WorkerCrashedError)
 from .object_ref import LocalRefCounts, ObjectRef, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
-from .options import resource_demand
 from .actor_manager import ActorManager
+from .options import resource_demand
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
 from .scheduler import NodeResources, ReadyQueues, to_units

@@ -6,11 +6,9 @@ driver, or the worker's client inside a task), which schedules it.
 """
 import inspect
 
-import cloudpickle
-
 from . import options as opts
 from .object_ref import ObjectRef, random_hex
-from .serialization import INLINE_LIMIT, check_function_size, describe_unpicklable, serialize
+from .serialization import INLINE_LIMIT, check_function_size, describe_unpicklable, pickle_function, serialize
 
 
 class RemoteFunction:
@@ -69,7 +67,7 @@ class RemoteFunction:
     def pickled(self):
         """The function by value, pickled once, to ship to each worker the first time it runs it."""
         if self._pickled is None:
-            self._pickled = check_function_size(cloudpickle.dumps(self._function),
+            self._pickled = check_function_size(pickle_function(self._function),
                                                 f"The remote function {self.__qualname__}")
         return self._pickled
 

@@ -5,8 +5,10 @@ notebook travel by value) using pickle protocol 5: large binary buffers, such as
 *out of band*, as separate buffers, instead of being copied into the pickle stream. The object store puts those
 buffers in shared memory, and readers rebuild the array directly on top of them: no copy, and read-only.
 """
+import inspect
 import pickle
 import threading
+import types
 
 import cloudpickle
 
@@ -97,6 +99,42 @@ def check_function_size(pickled, what):
         warnings.warn(f"{what} is large: {size / 2**20:.1f} MiB, shipped to every worker that runs it. {advice}",
                       UserWarning, stacklevel=4)
     return pickled
+
+
+def pickle_function(function_or_class):
+    """Pickle a function or class by value, with the file it comes from: cloudpickle >= 3.1 writes
+    "<dynamic-code>" as its file name, which would hide the source lines in remote tracebacks."""
+    code = _first_code(function_or_class)
+    return cloudpickle.dumps((function_or_class, code.co_filename if code else None))
+
+
+def unpickle_function(data):
+    function_or_class, filename = pickle.loads(data)
+    if filename:
+        for owner, attribute, code in _codes(function_or_class):
+            if code.co_filename != filename:
+                setattr(owner, attribute, _with_filename(code, filename))
+    return function_or_class
+
+
+def _codes(obj):
+    """(object, attribute, code) for a function, or for each function defined in a class."""
+    if inspect.isclass(obj):
+        for value in vars(obj).values():
+            function = value.__func__ if isinstance(value, (staticmethod, classmethod)) else value
+            if inspect.isfunction(function):
+                yield function, "__code__", function.__code__
+    elif inspect.isfunction(obj):
+        yield obj, "__code__", obj.__code__
+
+
+def _first_code(obj):
+    return next((code for _, _, code in _codes(obj)), None)
+
+
+def _with_filename(code, filename):
+    consts = tuple(_with_filename(c, filename) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return code.replace(co_filename=filename, co_consts=consts)
 
 
 def describe_unpicklable(value, error):

@@ -34,7 +34,8 @@ from .object_ref import LocalRefCounts, ObjectRef, new_id, random_task_id
 from .object_store import map_for_reading, map_for_writing
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
-from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_from, deserialize_inline, serialize
+from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from, deserialize_inline, serialize,
+                            unpickle_function)
 
 
 def main():
@@ -191,7 +192,7 @@ class WorkerClient:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
         try:
             if func_bytes is not None:
-                self.functions[func_id] = cloudpickle.loads(func_bytes)
+                self.functions[func_id] = unpickle_function(func_bytes)
             self.run(task_id, name, self.functions.get(func_id), args, kwargs, num_returns, gpu_ids, resources)
         finally:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
@@ -249,7 +250,7 @@ class WorkerClient:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
         else:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        cls = cloudpickle.loads(class_bytes)
+        cls = unpickle_function(class_bytes)
 
         def construct(*a, **k):
             self.actor = cls(*a, **k)
@@ -502,10 +503,11 @@ class WorkerClient:
 
 def pack_error(exception, task_name):
     """The error to send back: a RayTaskError carrying the original exception and the remote traceback."""
-    tb = exception.__traceback__
-    frames = traceback.format_exception(type(exception), exception, tb.tb_next if tb else None)
+    frames = [f for f in traceback.extract_tb(exception.__traceback__) if f.filename != __file__]  # user's only
+    text = "".join(["Traceback (most recent call last):\n"] + traceback.format_list(frames) +
+                   traceback.format_exception_only(type(exception), exception))
     cause = exception.cause if isinstance(exception, RayTaskError) else exception
-    error = RayTaskError(task_name, "".join(frames), cause, os.getpid())
+    error = RayTaskError(task_name, text, cause, os.getpid())
     try:
         data = cloudpickle.dumps(error)
         pickle.loads(data)  # the driver must be able to rebuild it too
@@ -513,7 +515,7 @@ def pack_error(exception, task_name):
     except Exception:
         stand_in = UnserializableException(f"{type(cause).__name__}: {cause} (the original exception could not "
                                            f"be pickled)")
-        return cloudpickle.dumps(RayTaskError(task_name, "".join(frames), stand_in, os.getpid()))
+        return cloudpickle.dumps(RayTaskError(task_name, text, stand_in, os.getpid()))
 
 
 class ForwardedStream(io.TextIOBase):
