@@ -78,3 +78,15 @@ def test_images_are_local_files_in_assets(path):
 def test_every_check_fails_on_the_untouched_stub(path):
     from notebooks import check_exercises
     assert check_exercises([path]) == []
+
+
+def test_student_copy_drops_solutions_and_keeps_stubs_and_checks(tmp_path):
+    from notebooks import student_copy
+    student_copy(str(tmp_path / "course"))
+    for path in PATHS:
+        original = load(path)
+        copy = load(str(tmp_path / "course" / "notebooks" / os.path.basename(path)))
+        assert not any("solution" in tags(c) for c in copy.cells)
+        for kind in ("exercise", "check"):
+            assert sum(kind in tags(c) for c in copy.cells) == sum(kind in tags(c) for c in original.cells)
+    assert not (tmp_path / "course" / ".git").exists()
