@@ -16,7 +16,6 @@ The IO thread waits on every worker pipe at once (`multiprocessing.connection.wa
 the user's thread submits and dispatches directly, so a task starts without a thread switch.
 """
 import collections
-import concurrent.futures
 import copy
 import itertools
 import os
@@ -37,7 +36,7 @@ from . import object_ref as refs_module
 from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError,
                          ObjectStoreFullError, RaySystemError, RayTaskError, TaskCancelledError,
                          TaskUnschedulableError, WorkerCrashedError)
-from .object_ref import LocalRefCounts, ObjectRef, new_id, random_hex, random_task_id
+from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
 from .actor_manager import ActorManager
 from .options import resource_demand
@@ -764,14 +763,7 @@ class Node(ActorManager):
         return set(ready[:num_returns])
 
     def future_for(self, ref):
-        future = concurrent.futures.Future()
-
-        def resolve():
-            try:
-                future.set_result(self.get_values([ref.hex()], None)[0])
-            except BaseException as error:
-                future.set_exception(error)
-
+        future, resolve = future_resolver(self, ref)
         with self.lock:
             entry = self._entry(ref.hex())
             if entry.value is None:

@@ -61,6 +61,20 @@ class ObjectRef:
         return asyncio.wrap_future(self.future()).__await__()
 
 
+def future_resolver(runtime, ref):
+    """A Future for `ref`, and the function that completes it with the value (or error) once `get` won't block."""
+    import concurrent.futures
+    future = concurrent.futures.Future()
+
+    def resolve():
+        try:
+            future.set_result(runtime.get_values([ref.hex()], None)[0])
+        except BaseException as error:
+            future.set_exception(error)
+
+    return future, resolve
+
+
 def new_id(task_id_hex, index):
     """Object ids are the creating task's id plus a 4-byte index (as in Ray): 56 hex characters."""
     return task_id_hex + index.to_bytes(4, "little").hex()

@@ -30,7 +30,7 @@ from multiprocessing.connection import Connection
 import cloudpickle
 
 from .exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError, UnserializableException
-from .object_ref import LocalRefCounts, ObjectRef, new_id, random_task_id
+from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_task_id
 from .object_store import map_for_reading, map_for_writing
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
@@ -424,16 +424,8 @@ class WorkerClient:
         self.send("cancel", object_id, force, recursive)
 
     def future_for(self, ref):
-        import concurrent.futures
-        future = concurrent.futures.Future()
-
-        def resolve():
-            try:
-                future.set_result(self.get_values([ref.hex()], None)[0])
-            except BaseException as error:
-                future.set_exception(error)
-
-        threading.Thread(target=resolve, daemon=True).start()
+        future, resolve = future_resolver(self, ref)
+        threading.Thread(target=resolve, daemon=True).start()  # a worker has no IO thread to call it back
         return future
 
     def runtime_context(self):
