@@ -2,7 +2,8 @@
 """Set up and run the course with one command (needs only Python 3.10+).
 
     python3 course.py open     # create .venv, install the course, open JupyterLab on notebooks/
-    python3 course.py test     # create .venv, install the test tools, run the whole test suite
+    python3 course.py test     # create .venv, install the test tools, run the whole test suite (also on real Ray;
+                               # --no-ray runs only the course runtime's part)
     python3 course.py student DIR   # write a copy of the course without the exercise solutions
 
 Both create a virtual environment in .venv the first time and reuse it afterwards.
@@ -38,6 +39,33 @@ def setup(extra):
             f.write(stamp)
 
 
+# Tests written only against the public API: they run on the course runtime and on real Ray.
+CONFORMANCE_TESTS = ["tests/test_lifecycle.py", "tests/test_tasks.py", "tests/test_objects.py", "tests/test_errors.py",
+                     "tests/test_resources.py", "tests/test_actors.py", "tests/test_actor_pool_and_queue.py",
+                     "tests/test_actor_resources.py"]
+RAY_SCRIPTS = ["extra/code/parallel_process.py", "extra/code/tasks_pipeline.py", "extra/code/actor_counter.py"]
+
+
+def run_stage(title, command, extra_env=None):
+    """Run one stage with the venv's Python; return 1 if it failed."""
+    print(f"\n=== {title} ===", flush=True)
+    result = subprocess.run([PYTHON, *command], env={**os.environ, **(extra_env or {})})
+    return int(result.returncode != 0)
+
+
+def install_ray():
+    """Real Ray for the second half of the suite. Required in CI; elsewhere, skipped with a note if unavailable."""
+    if subprocess.run([PYTHON, "-c", "import ray"], capture_output=True).returncode == 0:
+        return True
+    print("Installing Ray (for the tests on real Ray; skip them with --no-ray) ...", flush=True)
+    if subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-e", f"{ROOT}[ray]"]).returncode == 0:
+        return True
+    if os.environ.get("CI"):
+        sys.exit("Could not install Ray, which CI needs for the tests on real Ray.")
+    print("Ray could not be installed here: the tests on real Ray were NOT run.", file=sys.stderr)
+    return False
+
+
 def leftover_processes(grace_s=5.0):
     """Worker processes of the course runtime still running after the tests (they must all have exited)."""
     import time
@@ -70,16 +98,28 @@ def main():
         os.chdir(ROOT)
         os.execv(PYTHON, [PYTHON, "-m", "jupyter", "lab", "notebooks", *sys.argv[2:]])
     elif command == "test":
+        args = [a for a in sys.argv[2:] if a != "--no-ray"]
+        with_ray = "--no-ray" not in sys.argv[2:]
         setup("test")
         os.chdir(ROOT)
         shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
-        # The unit tests, then every notebook executed and compared with its stored outputs (nbval).
-        result = subprocess.run([PYTHON, "-m", "pytest", "tests", "notebooks", "--nbval", "--nbval-current-env",
-                                 "--nbval-sanitize-with", "notebooks/sanitize.cfg", *sys.argv[2:]])
+        # 1. The unit tests, then every notebook executed and compared with its stored outputs (nbval).
+        failed = run_stage("course runtime: tests and notebooks", [
+            "-m", "pytest", "tests", "notebooks", "--nbval", "--nbval-current-env",
+            "--nbval-sanitize-with", "notebooks/sanitize.cfg", *args])
         leftovers = leftover_processes() + leftover_segments(shm_before)
         for line in leftovers:
             print(f"LEFT BEHIND: {line}", file=sys.stderr)
-        sys.exit(result.returncode or (1 if leftovers else 0))
+        failed += bool(leftovers)
+        # 2. The same public-API tests, the notebooks and the scripts on real Ray (see README: one setting).
+        if with_ray and install_ray():
+            ray_env = {"COURSE_TEST_BACKEND": "ray", "COURSE_BACKEND": "ray"}
+            failed += run_stage("real Ray: conformance tests", ["-m", "pytest", *CONFORMANCE_TESTS, *args], ray_env)
+            failed += run_stage("real Ray: every notebook, top to bottom", [
+                "-m", "pytest", "notebooks", "--nbval-lax", "--nbval-current-env", *args], ray_env)
+            for script in RAY_SCRIPTS:
+                failed += run_stage(f"real Ray: {script}", [script], ray_env)
+        sys.exit(1 if failed else 0)
     elif command == "student":
         setup("course")
         os.execv(PYTHON, [PYTHON, os.path.join(ROOT, "tools", "notebooks.py"), "student", *sys.argv[2:]])
