@@ -24,19 +24,18 @@ class ActorPool:
 
     def map(self, fn, values):
         """Apply `fn(actor, value)` to every value; yield the results in the order of `values`."""
-        self._drain()
-        for value in values:
-            self.submit(fn, value)
-        while self.has_next():
-            yield self.get_next()
+        return self._map(fn, values, self.get_next)
 
     def map_unordered(self, fn, values):
         """Like map, but yield each result as soon as it is ready."""
+        return self._map(fn, values, self.get_next_unordered)
+
+    def _map(self, fn, values, next_result):
         self._drain()
         for value in values:
             self.submit(fn, value)
         while self.has_next():
-            yield self.get_next_unordered()
+            yield next_result()
 
     def submit(self, fn, value):
         """Run `fn(actor, value)` on an idle actor now, or on the next one that becomes free."""
