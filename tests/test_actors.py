@@ -1046,9 +1046,11 @@ def test_ray_terminate_lets_earlier_calls_finish_and_refuses_later_ones(ray_star
     actor.__ray_terminate__.remote()
     after = actor.sleep.remote(0)
     counts = ray.get(before, timeout=30)  # each returns how many calls had started when it finished
-    assert max(counts) == 4, f"a call made after __ray_terminate__ ran alongside the earlier ones: {counts}"
     if kind == "threaded":
-        # Real Ray races here: the later call sometimes gets a free thread before the actor exits (2 of 4 runs).
+        # Real Ray races here: the later call sometimes gets a free thread before the actor exits (2 of 4 runs),
+        # and may then run alongside the earlier ones. Ours never starts it.
+        allowed = (4, 5) if ray.__name__ == "ray" else (4,)
+        assert max(counts) in allowed, f"a call made after __ray_terminate__ ran alongside the earlier ones: {counts}"
         try:
             ray.get(after, timeout=30)
         except exceptions.ActorDiedError:
@@ -1056,6 +1058,7 @@ def test_ray_terminate_lets_earlier_calls_finish_and_refuses_later_ones(ray_star
         with pytest.raises(exceptions.ActorDiedError):
             ray.get(actor.sleep.remote(0), timeout=30)
     else:
+        assert max(counts) == 4, f"a call made after __ray_terminate__ ran alongside the earlier ones: {counts}"
         with pytest.raises(exceptions.ActorDiedError):
             ray.get(after, timeout=30)
 
