@@ -4,7 +4,7 @@
 modules in the order a task travels: remote_function (submit) -> node + scheduler (schedule, dispatch) -> worker
 (execute) -> object_store + serialization (store) -> api.get (get).
 """
-from . import actor, exceptions, state, util
+from . import actor, exceptions
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids, get_runtime_context,
                   init, is_initialized, kill, method, nodes, put, remote, shutdown, timeline, wait)
 from .object_ref import ObjectRef
@@ -17,6 +17,9 @@ def __getattr__(name):
     if name == "ray":
         from .backend import load
         return load()
+    if name in ("state", "util", "viz", "checks"):  # loaded on first use: workers never need them
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'course_runtime' has no attribute {name!r}")
 
 __all__ = ["ObjectRef", "actor", "util", "available_resources", "cancel", "cluster_resources", "exceptions", "state", "get", "get_actor", "get_gpu_ids", "kill",

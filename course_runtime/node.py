@@ -30,7 +30,6 @@ import sys
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
 
 from . import object_ref as refs_module
 from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutError, ObjectLostError,
@@ -74,12 +73,13 @@ class TaskRecord:
 
 
 class WorkerHandle:
-    __slots__ = ("pid", "process", "conn", "sock", "outbox", "functions", "task", "lent", "holding", "unsealed",
-                 "ready", "actor")
+    __slots__ = ("pid", "process", "sock", "fd", "outbox", "inbox", "functions", "task", "lent", "holding",
+                 "unsealed", "ready", "actor")
 
-    def __init__(self, process, conn, sock):
-        self.pid, self.process, self.conn, self.sock = process.pid, process, conn, sock
+    def __init__(self, process, sock):
+        self.pid, self.process, self.sock, self.fd = process.pid, process, sock, sock.fileno()
         self.outbox = bytearray()  # messages to this worker not yet written (its pipe was full)
+        self.inbox = bytearray()  # bytes read from this worker that do not make a whole message yet
         self.functions, self.holding, self.unsealed = set(), set(), set()
         self.task, self.lent, self.ready, self.actor = None, 0, False, None  # actor: set for a dedicated worker
 
@@ -153,18 +153,18 @@ class Node(ActorManager):
             [sys.executable, "-c", "from course_runtime.worker import main; main()", str(theirs.fileno())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, env=env)
         theirs.close()
-        worker = WorkerHandle(process, Connection(os.dup(ours.fileno())), ours)
+        worker = WorkerHandle(process, ours)
         # The worker reads this first; tasks can be queued behind it while the process is still starting.
         self._send(worker, ("setup", sys.path, os.getcwd(), os.getpid(), JOB_ID, self.node_id, self.namespace))
         self.workers.append(worker)
-        self.fd_to_worker[worker.conn.fileno()] = worker
+        self.fd_to_worker[worker.fd] = worker
         self._log("worker_started", worker.pid)
         os.write(self.wakeup_w, b"w")  # the IO thread must start watching the new pipe
         return worker
 
     def _idle_worker(self):
         for worker in reversed(self.workers):  # most recently used first: its caches are warm
-            if worker.task is None and worker.conn is not None and worker.actor is None:
+            if worker.task is None and worker.sock is not None and worker.actor is None:
                 return worker
         if len(self.workers) < self.num_cpus + MAX_EXTRA_WORKERS and self.startup_failures < 3:
             return self._start_worker()
@@ -193,7 +193,7 @@ class Node(ActorManager):
     def _send(self, worker, message):
         """Queue a message for a worker and write as much as its pipe takes now, without ever blocking: a driver
         blocked writing to a worker that is itself blocked writing to the driver would wait forever."""
-        if worker.conn is None:
+        if worker.sock is None:
             return
         data = pickle.dumps(message, protocol=5)
         worker.outbox += struct.pack("!i", len(data)) + data  # the framing multiprocessing.connection reads
@@ -489,12 +489,11 @@ class Node(ActorManager):
                 self.store.free(self.store.segments[value[1]])
 
     def _on_worker_exit(self, worker):
-        if worker.conn is None:
+        if worker.sock is None:
             return
-        self.fd_to_worker.pop(worker.conn.fileno(), None)
-        worker.conn.close()
+        self.fd_to_worker.pop(worker.fd, None)
         worker.sock.close()
-        worker.conn = None
+        worker.sock = None
         self.workers.remove(worker)
         try:
             code = worker.process.wait(timeout=2)
@@ -538,23 +537,22 @@ class Node(ActorManager):
     # ---- messages from workers ----------------------------------------------------------------------------
     def _io_loop(self):
         wakeup = self.wakeup_r
+        poller, watched = select.poll(), {}  # watched: fd -> the events registered for it
+        poller.register(wakeup, select.POLLIN)
         while self.alive:
-            poller = select.poll()
-            poller.register(wakeup, select.POLLIN)
-            for fd, worker in list(self.fd_to_worker.items()):
-                poller.register(fd, select.POLLIN | (select.POLLOUT if worker.outbox else 0))
+            _update_poller(poller, watched, self.fd_to_worker)
             ready = poller.poll(self._next_deadline() * 1000)
             inbox = []  # read without the lock, so the user's thread can keep submitting meanwhile
             for fd, event in ready:
                 worker = self.fd_to_worker.get(fd)
                 if fd == wakeup:
                     os.read(wakeup, 4096)
-                elif worker is not None and worker.conn is not None:
+                elif worker is not None and worker.sock is not None:
                     if event & select.POLLOUT:
                         with self.lock:
                             self._flush(worker)
                     if event & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                        inbox.append((worker,) + _receive_all(worker.conn))
+                        inbox.append((worker,) + _receive_all(worker))
             with self.lock:
                 if not self.alive:
                     break
@@ -856,8 +854,7 @@ class Node(ActorManager):
             except subprocess.TimeoutExpired:
                 worker.process.kill()
                 worker.process.wait()
-            if worker.conn is not None:
-                worker.conn.close()
+            if worker.sock is not None:
                 worker.sock.close()
         self.flush_output()
         self.workers, self.fd_to_worker, self.objects, self.tasks = [], {}, {}, {}
@@ -895,18 +892,53 @@ def _load_error(error_bytes, task_name):
         return RaySystemError(f"The error raised by '{task_name}' could not be unpickled in the driver: {problem}")
 
 
-def _receive_all(conn):
-    """Every message waiting on a pipe (called when it is readable), and whether the other end has gone."""
-    messages = []
-    more = select.poll()  # cheaper than conn.poll(), which builds a selector on every call
-    more.register(conn.fileno(), select.POLLIN)
-    try:
-        while True:
-            messages.append(conn.recv())
-            if not more.poll(0):
-                return messages, False
-    except (EOFError, OSError):
-        return messages, True
+def _update_poller(poller, watched, fd_to_worker):
+    """Watch every worker's pipe for messages, and for room to write where an outbox is waiting."""
+    for fd in [fd for fd in watched if fd not in fd_to_worker]:
+        poller.unregister(fd)
+        del watched[fd]
+    for fd, worker in fd_to_worker.items():
+        events = select.POLLIN | (select.POLLOUT if worker.outbox else 0)
+        if watched.get(fd) != events:
+            poller.register(fd, events)  # registers, or changes the events of one already registered
+            watched[fd] = events
+
+
+RECEIVE_CHUNK = 64 * 1024
+
+
+def _receive_all(worker):
+    """Every whole message waiting on a worker's pipe (called when it is readable), and whether the pipe closed.
+    One read takes all that has arrived (often several messages), instead of two reads per message."""
+    closed = False
+    while True:
+        try:
+            chunk = worker.sock.recv(RECEIVE_CHUNK, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            break
+        except OSError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        worker.inbox += chunk
+        if len(chunk) < RECEIVE_CHUNK:
+            break
+    buffer, start, messages = worker.inbox, 0, []
+    while len(buffer) - start >= 4:  # frames as multiprocessing.connection writes them: length, then pickle
+        size, header = struct.unpack_from("!i", buffer, start)[0], 4
+        if size == -1:  # a message over 2 GiB: an 8-byte length follows
+            if len(buffer) - start < 12:
+                break
+            size, header = struct.unpack_from("!Q", buffer, start + 4)[0], 12
+        end = start + header + size
+        if end > len(buffer):
+            break
+        messages.append(pickle.loads(buffer[start + header:end]))
+        start = end
+    del buffer[:start]
+    return messages, closed
 
 
 def _deadline(timeout):

@@ -5,6 +5,7 @@ signature (so a wrong call fails here, not in a worker), then hand the call to t
 driver, or the worker's client inside a task), which schedules it.
 """
 import inspect
+import sys
 
 from . import options as opts
 from .object_ref import ObjectRef, random_hex
@@ -20,6 +21,9 @@ class RemoteFunction:
         self._function = function
         self._default_options = opts.validate(dict(task_options), "task")
         self._signature = inspect.signature(function)
+        self._arity = _plain_arity(self._signature)
+        self._is_generator = inspect.isgeneratorfunction(function)
+        self._submit_options = None  # the defaults merged with these options, made at the first .remote()
         self._function_id = random_hex(16)  # the key of this function in each worker's function table
         self._pickled = None
         self.__name__ = function.__name__
@@ -33,7 +37,9 @@ class RemoteFunction:
                         f"try '{name}.remote()'.")
 
     def remote(self, *args, **kwargs):
-        return self._remote(args, kwargs, self._default_options)
+        if self._submit_options is None:
+            self._submit_options = _submit_options(self._default_options)
+        return self._remote(args, kwargs, self._default_options, self._submit_options)
 
     def options(self, **task_options):
         """Return a version of this function that submits with some options changed, e.g. num_cpus=2."""
@@ -42,27 +48,31 @@ class RemoteFunction:
             raise ValueError("max_calls can only be set in @remote(...), not in .options().")
         merged = {**self._default_options, **task_options}
         function = self
+        submit_options = []
 
         class _WithOptions:
             def remote(self, *args, **kwargs):
-                return function._remote(args, kwargs, merged)
+                if not submit_options:
+                    submit_options.append(_submit_options(merged))
+                return function._remote(args, kwargs, merged, submit_options[0])
 
             def __repr__(self):
                 return f"{function!r}.options({task_options})"
 
         return _WithOptions()
 
-    def _remote(self, args, kwargs, task_options):
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as error:
-            raise TypeError(f"{self.__qualname__}.remote(): {error}") from None
-        if inspect.isgeneratorfunction(self._function) and "num_returns" not in task_options:
+    def _remote(self, args, kwargs, task_options, submit_options):
+        arity = self._arity
+        if kwargs or arity is None or not arity[0] <= len(args) <= arity[1]:  # the common case needs no bind()
+            try:
+                self._signature.bind(*args, **kwargs)
+            except TypeError as error:
+                raise TypeError(f"{self.__qualname__}.remote(): {error}") from None
+        if self._is_generator and "num_returns" not in task_options:
             raise NotImplementedError(
                 f"{self.__qualname__} is a generator function. Streaming generator tasks are not supported by the "
                 f"course runtime yet: give num_returns=<how many values it yields>, return a list, or use real Ray.")
-        from . import api
-        return api._runtime().submit_task(self, args, kwargs, {**opts.TASK_DEFAULTS, **task_options})
+        return _api()._runtime().submit_task(self, args, kwargs, submit_options)
 
     def pickled(self):
         """The function by value, pickled once, to ship to each worker the first time it runs it."""
@@ -78,6 +88,28 @@ class RemoteFunction:
 
     def __repr__(self):
         return f"<RemoteFunction {self.__module__}.{self.__qualname__}>"
+
+
+def _api():
+    """The api module (imported late: it imports this one)."""
+    return sys.modules[f"{__package__}.api"]
+
+
+def _plain_arity(signature):
+    """(fewest, most) positional arguments for a signature of plain parameters, else None. Checking a call's length
+    against it is all `bind()` would do for such a function, at a fraction of the cost (this runs for every task)."""
+    kinds = [p.kind for p in signature.parameters.values()]
+    if any(k not in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD) for k in kinds):
+        return None
+    required = sum(p.default is inspect.Parameter.empty for p in signature.parameters.values())
+    return required, len(kinds)
+
+
+def _submit_options(task_options):
+    """Every option a task needs, with its resource demand worked out once (not once per task)."""
+    options = {**opts.TASK_DEFAULTS, **task_options}
+    options["_demand"] = opts.resource_demand(options, 1)
+    return options
 
 
 def pack_arguments(args, kwargs, function_name, store_large):

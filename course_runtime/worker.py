@@ -11,8 +11,6 @@ plain actor runs calls one at a time in the main thread, in the order they arriv
 (max_concurrency > 1) hands them to a thread pool and an async actor to an asyncio loop, while the main thread keeps
 reading the pipe and routes the driver's replies to whichever thread asked.
 """
-import asyncio
-import concurrent.futures
 import contextvars
 import collections
 import inspect
@@ -127,6 +125,8 @@ class WorkerClient:
 
     def request_async(self, kind, *payload):
         """Concurrent mode: a Future that the main thread completes when the reply arrives."""
+        import concurrent.futures  # imported where needed: a worker that starts fast makes init() fast
+
         future = concurrent.futures.Future()
         request_id = next(self.request_ids)
         self.replies[request_id] = future
@@ -257,11 +257,15 @@ class WorkerClient:
 
         self.run(task_id, f"{class_name}.__init__", construct, args, kwargs, 0, gpu_ids, resources)
         if is_async:
+            import asyncio  # only async actors need it (importing it costs a worker 25 ms at start)
+
             self.concurrent = True
             self.loop = asyncio.new_event_loop()
             self.semaphore = asyncio.Semaphore(max_concurrency)
             threading.Thread(target=self.loop.run_forever, name="course_runtime-actor-loop", daemon=True).start()
         elif max_concurrency > 1:
+            import concurrent.futures
+
             self.concurrent = True
             self.pool = concurrent.futures.ThreadPoolExecutor(max_concurrency, thread_name_prefix="actor")
 
@@ -280,6 +284,8 @@ class WorkerClient:
         if self.concurrent:
             self.running_calls.add(task_id)
         if self.loop is not None:
+            import asyncio
+
             future = asyncio.run_coroutine_threadsafe(
                 self.run_async(task_id, name, method, args, kwargs, num_returns), self.loop)
             self.running_coroutines[task_id] = future
@@ -302,7 +308,7 @@ class WorkerClient:
                 self.request_exit()
                 return
             except BaseException as exception:  # noqa: B902 - CancelledError is how cancel() stops a coroutine
-                if isinstance(exception, asyncio.CancelledError):
+                if isinstance(exception, sys.modules["asyncio"].CancelledError):
                     exception = KeyboardInterrupt()
                 error = pack_error(exception, name)
             self.current.reset(token)
