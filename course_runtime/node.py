@@ -47,6 +47,10 @@ from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_from,
 JOB_ID = "01000000"
 EVENT_LOG_LENGTH = 200_000
 MAX_EXTRA_WORKERS = 32  # workers started beyond num_cpus, for 0-CPU tasks and tasks blocked in get
+TINY_TASK_S = 0.001  # a function whose last TINY_RUNS runs each took less than this is "tiny": see
+TINY_RUNS = 3         # _pipeline_tiny_tasks
+PIPELINE_DEPTH = 4  # at most this many tiny tasks wait in a busy worker's pipe behind the one it runs,
+PIPELINE_STOP_S = 0.01  # and none are added behind one that has been running longer than this
 
 
 class ObjectEntry:
@@ -73,8 +77,8 @@ class TaskRecord:
 
 
 class WorkerHandle:
-    __slots__ = ("pid", "process", "sock", "fd", "outbox", "inbox", "functions", "task", "lent", "holding",
-                 "unsealed", "ready", "actor")
+    __slots__ = ("pid", "process", "sock", "fd", "outbox", "inbox", "functions", "task", "queued", "lent",
+                 "holding", "unsealed", "ready", "actor", "signal_after_flush", "task_since")
 
     def __init__(self, process, sock):
         self.pid, self.process, self.sock, self.fd = process.pid, process, sock, sock.fileno()
@@ -82,6 +86,9 @@ class WorkerHandle:
         self.inbox = bytearray()  # bytes read from this worker that do not make a whole message yet
         self.functions, self.holding, self.unsealed = set(), set(), set()
         self.task, self.lent, self.ready, self.actor = None, 0, False, None  # actor: set for a dedicated worker
+        self.queued = collections.deque()  # tiny tasks already sent to it, to run after `task` (in this order)
+        self.task_since = 0.0  # time.monotonic() when `task` started
+        self.signal_after_flush = False  # a cancel signal to send once the outbox (with its cancel_task) is out
 
 
 class Waiter:
@@ -132,6 +139,7 @@ class Node(ActorManager):
         self.pending_output = []
         self.output_in_main_thread = "ipykernel" in sys.modules  # see _emit_output
         self.callbacks_due = []
+        self.tiny_runs = {}  # function id -> how many of its latest runs in a row took under TINY_TASK_S
         self.startup_failures = 0
         self.errors_stored = 0
         self.alive = True
@@ -178,17 +186,55 @@ class Node(ActorManager):
             return False
         task.state, task.worker, task.allocation = "RUNNING", worker, allocation
         task.attempts += 1
-        worker.task = task
+        worker.task, worker.task_since = task, time.monotonic()
+        self._log("dispatch", task.task_id, worker.pid)
+        self._send_task(worker, task, allocation)
+        return True
+
+    def _send_task(self, worker, task, allocation):
         func_bytes = None
         if task.func_id not in worker.functions:  # ship each function to each worker once
             func_bytes = self.function_table[task.func_id]
             worker.functions.add(task.func_id)
-        message = ("task", task.task_id, task.name, task.func_id, func_bytes,
-                   [self._locate(a) for a in task.args], {k: self._locate(v) for k, v in task.kwargs.items()},
-                   task.return_ids, task.num_returns, allocation.gpu_ids(), allocation.as_dict())
-        self._log("dispatch", task.task_id, worker.pid)
-        self._send(worker, message)
-        return True
+        self._send(worker, ("task", task.task_id, task.name, task.func_id, func_bytes,
+                            [self._locate(a) for a in task.args],
+                            {k: self._locate(v) for k, v in task.kwargs.items()},
+                            task.return_ids, task.num_returns, allocation.gpu_ids(), allocation.as_dict()))
+
+    def _pipeline_tiny_tasks(self):
+        """When every CPU is busy and tiny tasks are waiting, queue a few in the pipes of workers that run tiny
+        tasks of the same shape, so they start the moment the current one ends. For a task that lasts
+        microseconds, the round trip through this process costs more than the task: without this, workers
+        would sit idle most of the time. Ray does the same: it pipelines tasks to a worker it has leased.
+        The queued task takes over the resources of the one before it (see _release); if that one blocks in
+        get(), the worker hands queued tasks back ("bounce"), so they can never wait for each other."""
+        now = time.monotonic()
+
+        def tiny(task):
+            return self.tiny_runs.get(task.func_id, 0) >= TINY_RUNS
+
+        for worker in self.workers:
+            running = worker.task
+            if (running is None or running.kind != "task" or worker.lent or worker.sock is None
+                    or len(worker.queued) >= PIPELINE_DEPTH or not running.demand.get("CPU") or not tiny(running)
+                    or now - worker.task_since > PIPELINE_STOP_S):
+                continue
+            while len(worker.queued) < PIPELINE_DEPTH:
+                task = self.ready_queue.pop_first(running.demand, tiny)
+                if task is None:
+                    break
+                task.state, task.worker = "QUEUED", worker
+                worker.queued.append(task)
+                self._log("queued_at_worker", task.task_id, worker.pid)
+                self._send_task(worker, task, running.allocation)
+
+    def _msg_bounce(self, worker, task_id):
+        task = self.tasks.get(task_id)
+        if task is not None and task.state == "QUEUED" and task.worker is worker:
+            worker.queued.remove(task)
+            task.state, task.worker = "READY", None
+            self.ready_queue.push(task)
+            self._log("handed_back", task_id, worker.pid)
 
     def _send(self, worker, message):
         """Queue a message for a worker and write as much as its pipe takes now, without ever blocking: a driver
@@ -204,6 +250,9 @@ class Node(ActorManager):
             while worker.outbox:
                 sent = worker.sock.send(worker.outbox, socket.MSG_DONTWAIT)
                 del worker.outbox[:sent]
+            if worker.signal_after_flush:  # its ("cancel_task", id) is in the pipe now: see _cancel_task
+                worker.signal_after_flush = False
+                os.kill(worker.pid, signal.SIGUSR1)
         except BlockingIOError:
             os.write(self.wakeup_w, b"o")  # the IO thread writes the rest when the pipe has room
         except OSError:
@@ -283,6 +332,8 @@ class Node(ActorManager):
 
     def _schedule(self):
         self.ready_queue.schedule(self.resources, self._start)
+        if self.tiny_runs and self.ready_queue:
+            self._pipeline_tiny_tasks()
 
     # ---- objects ------------------------------------------------------------------------------------------
     def put_serialized(self, serialized, description, object_id=None):
@@ -435,6 +486,13 @@ class Node(ActorManager):
         if worker.lent:  # it was blocked in get; take back what it lent before releasing everything
             self.resources.reclaim("CPU", worker.lent)
             worker.lent = 0
+        if worker.queued and worker.sock is not None:  # the next task in its pipe starts now, on these resources
+            following = worker.queued.popleft()
+            following.state, following.allocation, following.attempts = "RUNNING", task.allocation, \
+                following.attempts + 1
+            worker.task, worker.task_since, task.worker, task.allocation = following, time.monotonic(), None, None
+            self._log("dispatch", following.task_id, worker.pid)
+            return
         self.resources.release(task.allocation)
         worker.task, task.worker, task.allocation = None, None, None
 
@@ -453,6 +511,9 @@ class Node(ActorManager):
             self._discard_returns(returns)
             return
         self.finished.append((task.name, task_id, worker.pid, started, ended, "FAILED" if error_bytes else "FINISHED"))
+        if task.kind == "task":
+            self.tiny_runs[task.func_id] = self.tiny_runs.get(task.func_id, 0) + 1 if ended - started < TINY_TASK_S \
+                else 0
         if task.kind == "actor_create":
             self._on_actor_created(task, _load_error(error_bytes, task.name) if error_bytes else None)
             return
@@ -508,6 +569,10 @@ class Node(ActorManager):
         for seg_id in worker.unsealed:  # half-written objects are never seen by anyone
             self.store.free(self.store.segments[seg_id])
         self.waiters = [w for w in self.waiters if w.worker is not worker]
+        for task in worker.queued:  # sent to it but not started: they run elsewhere
+            task.state, task.worker = "READY", None
+            self.ready_queue.push(task)
+        worker.queued.clear()
         if worker.actor is not None:
             self._on_actor_worker_exit(worker, code)
             return
@@ -794,6 +859,10 @@ class Node(ActorManager):
             self._cancel_call(task, force)
         elif task.state in ("WAITING", "READY"):
             self._fail(task, TaskCancelledError(task.task_id))
+        elif task.state == "QUEUED":  # in a worker's pipe, not started: it will run, but its result is dropped
+            task.worker.queued.remove(task)
+            task.worker = None
+            self._fail(task, TaskCancelledError(task.task_id))
         elif task.state == "RUNNING" and not task.cancel_requested:
             task.cancel_requested = True
             worker = task.worker
@@ -801,8 +870,12 @@ class Node(ActorManager):
                 worker.process.kill()
             elif any(w.worker is worker for w in self.waiters):
                 self._answer_waiters()  # it is blocked in get/wait: answer "cancelled"
-            else:
-                os.kill(worker.pid, signal.SIGUSR1)  # raises KeyboardInterrupt inside the task
+            else:  # the signal raises KeyboardInterrupt inside the task, if it is still the one named
+                self._send(worker, ("cancel_task", task.task_id))
+                if worker.outbox:
+                    worker.signal_after_flush = True
+                else:
+                    os.kill(worker.pid, signal.SIGUSR1)
 
     def runtime_context(self):
         return RuntimeContext(JOB_ID, self.node_id, self.namespace)

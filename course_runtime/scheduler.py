@@ -134,6 +134,19 @@ class ReadyQueues:
         for queue in self.queues.values():
             yield from queue
 
+    def pop_first(self, demand, accept):
+        """Remove and return the oldest ready task of this request shape if `accept(task)`, else None."""
+        key = tuple(sorted(demand.items()))
+        queue = self.queues.get(key)
+        while queue and queue[0].state != "READY":  # cancelled while queued
+            queue.popleft()
+        if not queue or not accept(queue[0]):
+            return None
+        task = queue.popleft()
+        if not queue:
+            del self.queues[key]
+        return task
+
     def schedule(self, resources, take_worker):
         """Start every queued task that fits, oldest first within each shape. `take_worker(task, allocation)`
         runs it and returns False when no worker can take more work."""

@@ -29,7 +29,8 @@ def events(kind=None):
     >>> [e["kind"] for e in state.events("get")][-1]
     'get'
     """
-    fields = {"submit": ("task_id", "name"), "dispatch": ("task_id", "worker_pid"), "finish": ("task_id", "state"),
+    fields = {"submit": ("task_id", "name"), "dispatch": ("task_id", "worker_pid"),
+              "queued_at_worker": ("task_id", "worker_pid"), "handed_back": ("task_id", "worker_pid"), "finish": ("task_id", "state"),
               "retry": ("task_id", "attempt"), "cancel": ("task_id", "force"), "get": ("count",),
               "wait": ("count", "num_returns"), "put": ("object_id", "size"),
               "argument_stored": ("object_id", "size"), "actor_created": ("actor_id", "class_name"),
@@ -64,6 +65,8 @@ def summary():
             elif task.state == "READY":
                 reason = (f"waiting for resources: needs {describe(task.demand)}, "
                           f"free now {describe({k: v for k, v in node.resources.available.items() if v > 0})}")
+            elif task.state == "QUEUED":
+                reason = f"sent to worker {task.worker.pid}, to start when its current (tiny) task ends"
             else:
                 reason = f"running on worker {task.worker.pid}" if task.worker else "running"
             tasks.append({"task_id": task.task_id, "name": task.name, "state": task.state, "reason": reason,

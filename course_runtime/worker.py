@@ -113,6 +113,12 @@ class WorkerClient:
                         return message[2]
                     if message[0] == "cancel_call":
                         self.cancelled_calls.add(message[1])
+                    elif message[0] == "cancel_task":
+                        self.cancel_pending = self.cancel_pending or self._is_current(message[1])
+                    elif message[0] == "task":
+                        # A task the driver queued behind this one (see Node._pipeline_tiny_tasks). This one now
+                        # waits, perhaps for that very task: hand it back to run elsewhere, or both would wait.
+                        self.send("bounce", message[1])
                     else:
                         self.backlog.append(message)  # e.g. the next calls of this actor: run them afterwards
             except (EOFError, OSError):
@@ -145,9 +151,23 @@ class WorkerClient:
                     else:
                         self.backlog.append(message)
             return
+        # The driver sent ("cancel_task", id) before the signal: act only if it names the task running now (the
+        # signal may land just after that task ended and the next queued one began). Inside a request, the
+        # request loop reads that message instead.
         if self.in_user_code and not self.in_runtime_call:
-            raise KeyboardInterrupt
-        self.cancel_pending = True
+            cancelled = False
+            while self.conn.poll():
+                message = self.conn.recv()
+                if message[0] == "cancel_task":
+                    cancelled = cancelled or self._is_current(message[1])
+                else:
+                    self.backlog.append(message)
+            if cancelled:
+                raise KeyboardInterrupt
+
+    def _is_current(self, task_id):
+        current = self.task
+        return current is not None and current[0] == task_id
 
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
@@ -179,6 +199,7 @@ class WorkerClient:
                     future.set_result(message[2])
             elif kind == "cancel_call":
                 self.cancel_call(message[1])
+            # ("cancel_task", id) read here came after its task had finished: nothing to do
             elif kind == "exit":
                 return
             if self.exit_requested:

@@ -1,0 +1,133 @@
+"""Tiny tasks queued in a busy worker's pipe (Node._pipeline_tiny_tasks): faster, and never at the cost of a result,
+an error, a cancellation or a deadlock."""
+import os
+import time
+
+import pytest
+
+import course_runtime as ray
+from course_runtime import state
+from course_runtime.node import PIPELINE_DEPTH
+
+pytestmark = pytest.mark.course_only
+
+
+@pytest.fixture
+def rt():
+    ray.init(num_cpus=2)
+    yield ray
+    ray.shutdown()
+
+
+def make_tiny(remote_function, *args):
+    """Run a function a few times so the runtime knows it as tiny (TINY_RUNS short runs in a row)."""
+    ray.get([remote_function.remote(*args) for _ in range(3)])
+    ray.get([remote_function.remote(*args) for _ in range(3)])
+
+
+def test_many_tiny_tasks_are_pipelined_and_every_result_is_right(rt):
+    @ray.remote
+    def square(x):
+        return x * x
+
+    make_tiny(square, 1)
+    assert ray.get([square.remote(i) for i in range(20_000)], timeout=120) == [i * i for i in range(20_000)]
+    node = ray.api._node
+    assert node.tiny_runs[square._function_id] >= 3
+    assert all(not w.queued for w in node.workers)  # nothing left behind in a pipe
+    assert node.resources.available["CPU"] == node.resources.total["CPU"]  # every CPU given back
+
+
+def test_pipelining_shows_in_the_dispatch_log(rt):
+    @ray.remote
+    def one():
+        return 1
+
+    make_tiny(one)
+    ray.get([one.remote() for _ in range(3000)], timeout=60)
+    queued = state.events("queued_at_worker")
+    assert queued and {e["task_id"] for e in queued} <= {e["task_id"] for e in state.events("dispatch")}
+
+
+def test_a_tiny_task_that_blocks_in_get_hands_queued_tasks_back_no_deadlock():
+    ray.init(num_cpus=1)
+    try:
+        @ray.remote
+        def child():
+            return 1
+
+        @ray.remote
+        def parent(nested):
+            return ray.get(child.remote()) + 1 if nested else 0
+
+        make_tiny(parent, False)
+        make_tiny(child)
+        # One CPU: parents are queued behind one that then waits for its child (each blocked parent lends its
+        # CPU, so a new worker starts for the next one: 20 stay within the extra workers the runtime allows).
+        assert ray.get([parent.remote(True) for _ in range(20)], timeout=60) == [2] * 20
+        assert state.events("handed_back")  # the path this test is about was taken
+    finally:
+        ray.shutdown()
+
+
+def test_cancelling_a_queued_tiny_task_cancels_only_that_one(rt):
+    @ray.remote
+    def echo(x):
+        return x
+
+    make_tiny(echo, 0)
+    refs = [echo.remote(i) for i in range(2000)]
+    victim = refs[1000]
+    ray.cancel(victim)
+    for i, ref in enumerate(refs):
+        if ref is victim:
+            try:
+                ray.get(ref, timeout=30)  # it may have finished before the cancel reached it
+            except ray.exceptions.TaskCancelledError:
+                pass
+        else:
+            assert ray.get(ref, timeout=30) == i
+
+
+def test_tasks_queued_behind_a_crashing_task_run_elsewhere(rt, tmp_path):
+    marker = tmp_path / "crashed"
+
+    @ray.remote(max_retries=1)
+    def fragile(i, marker_path):
+        if i == 300 and not os.path.exists(marker_path):
+            open(marker_path, "w").close()
+            os._exit(1)  # the worker dies with tasks queued in its pipe
+        return i
+
+    make_tiny(fragile, 0, str(marker))
+    assert ray.get([fragile.remote(i, str(marker)) for i in range(600)], timeout=60) == list(range(600))
+    assert marker.exists()
+
+
+def test_a_tiny_function_that_turns_slow_holds_back_at_most_a_few_tasks(rt):
+    @ray.remote
+    def nap(seconds):
+        time.sleep(seconds)
+        return seconds
+
+    make_tiny(nap, 0)
+    slow = nap.remote(3.0)
+    quick = [nap.remote(0) for _ in range(400)]
+    # While the slow call runs, the other worker does the quick ones; only those already queued behind the slow
+    # one (at most PIPELINE_DEPTH) wait for it.
+    ready, not_ready = ray.wait(quick, num_returns=len(quick), timeout=2.0)
+    assert len(not_ready) <= PIPELINE_DEPTH
+    assert ray.get(slow, timeout=30) == 3.0 and ray.get(quick, timeout=30) == [0] * 400
+
+
+def test_retried_exceptions_still_work_when_pipelined(rt, tmp_path):
+    @ray.remote(retry_exceptions=True, max_retries=2)
+    def flaky(i, folder):
+        path = os.path.join(folder, f"{i}")
+        if i % 50 == 0 and not os.path.exists(path):
+            open(path, "w").close()
+            raise ValueError("first try fails")
+        return i
+
+    make_tiny(flaky, 1, str(tmp_path))
+    assert ray.get([flaky.remote(i, str(tmp_path)) for i in range(500)], timeout=60) == list(range(500))
