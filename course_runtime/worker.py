@@ -208,17 +208,23 @@ class WorkerClient:
     def execute(self, task_id, name, func_id, func_bytes, args, kwargs, return_ids, num_returns, gpu_ids,
                 resources):
         """Run one task (the main thread of a pool worker)."""
+        if not gpu_ids and "CUDA_VISIBLE_DEVICES" not in os.environ:  # the usual case: nothing to change
+            self.run_function(task_id, name, func_id, func_bytes, args, kwargs, num_returns, gpu_ids, resources)
+            return
         cuda_before = os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        if gpu_ids:  # set before the function runs, so CUDA libraries see only the assigned devices
+        if gpu_ids:  # set before the function is even loaded, so CUDA libraries see only the assigned devices
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
         try:
-            if func_bytes is not None:
-                self.functions[func_id] = unpickle_function(func_bytes)
-            self.run(task_id, name, self.functions.get(func_id), args, kwargs, num_returns, gpu_ids, resources)
+            self.run_function(task_id, name, func_id, func_bytes, args, kwargs, num_returns, gpu_ids, resources)
         finally:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             if cuda_before is not None:
                 os.environ["CUDA_VISIBLE_DEVICES"] = cuda_before
+
+    def run_function(self, task_id, name, func_id, func_bytes, args, kwargs, num_returns, gpu_ids, resources):
+        if func_bytes is not None:
+            self.functions[func_id] = unpickle_function(func_bytes)
+        self.run(task_id, name, self.functions.get(func_id), args, kwargs, num_returns, gpu_ids, resources)
 
     def run(self, task_id, name, function, args, kwargs, num_returns, gpu_ids, resources):
         """Load the arguments, call the function, store what it returns, and report to the driver."""
@@ -437,7 +443,7 @@ class WorkerClient:
         reply = self.request("wait", ids, num_returns, timeout)
         if reply[0] == "cancelled":
             raise KeyboardInterrupt
-        return set(reply[1])
+        return reply[1]
 
     def put(self, value):
         task_name = self.task[1] if self.task else (self.class_name or "a worker")
@@ -552,8 +558,9 @@ class ForwardedStream(io.TextIOBase):
         return len(text)
 
     def flush(self):
-        with self.lock:
-            self._send(complete_lines_only=False)
+        if self.pending:  # checked without the lock first: it runs after every task, and is nearly always empty
+            with self.lock:
+                self._send(complete_lines_only=False)
 
     def _send(self, complete_lines_only):
         text = "".join(self.pending)
