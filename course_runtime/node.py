@@ -24,7 +24,6 @@ import select
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutErro
 from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
 from .actor_manager import ActorManager
+from .channel import frame, unframe
 from .options import resource_demand
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
@@ -241,8 +241,7 @@ class Node(ActorManager):
         blocked writing to a worker that is itself blocked writing to the driver would wait forever."""
         if worker.sock is None:
             return
-        data = pickle.dumps(message, protocol=5)
-        worker.outbox += struct.pack("!i", len(data)) + data  # the framing multiprocessing.connection reads
+        worker.outbox += frame(message)
         self._flush(worker)
 
     def _flush(self, worker):
@@ -1000,20 +999,7 @@ def _receive_all(worker):
         worker.inbox += chunk
         if len(chunk) < RECEIVE_CHUNK:
             break
-    buffer, start, messages = worker.inbox, 0, []
-    while len(buffer) - start >= 4:  # frames as multiprocessing.connection writes them: length, then pickle
-        size, header = struct.unpack_from("!i", buffer, start)[0], 4
-        if size == -1:  # a message over 2 GiB: an 8-byte length follows
-            if len(buffer) - start < 12:
-                break
-            size, header = struct.unpack_from("!Q", buffer, start + 4)[0], 12
-        end = start + header + size
-        if end > len(buffer):
-            break
-        messages.append(pickle.loads(buffer[start + header:end]))
-        start = end
-    del buffer[:start]
-    return messages, closed
+    return unframe(worker.inbox), closed
 
 
 def _first_ready(entries, count):

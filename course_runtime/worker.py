@@ -19,14 +19,15 @@ import itertools
 import os
 import pickle
 import signal
+import socket
 import sys
 import threading
 import time
 import traceback
-from multiprocessing.connection import Connection
 
 import cloudpickle
 
+from .channel import Channel
 from .exceptions import GetTimeoutError, ObjectStoreFullError, RayTaskError, UnserializableException
 from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_task_id
 from .object_store import map_for_reading, map_for_writing
@@ -37,7 +38,7 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
 
 
 def main():
-    conn = Connection(int(sys.argv[1]))
+    conn = Channel(socket.socket(fileno=int(sys.argv[1])))
     # Ctrl-C in a terminal reaches every process in the group; only the driver should react to it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _, sys_path, cwd, driver_pid, job_id, node_id, namespace = conn.recv()
