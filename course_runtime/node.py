@@ -12,7 +12,7 @@ of objects and their reference counts). Everything here runs in the driver; all 
                                                          <--- ("submit" | "get" | "wait" | "put" | "log", ...)
                                                               (tasks can use the whole API too)
 
-The IO thread waits on every worker pipe at once (`multiprocessing.connection.wait`) and handles what arrives;
+The IO thread waits on every worker pipe at once (`select.poll`) and handles what arrives (channel.py frames it);
 the user's thread submits and dispatches directly, so a task starts without a thread switch.
 """
 import collections
