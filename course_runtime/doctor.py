@@ -32,12 +32,33 @@ def check_python(version=None):
     return Row("Python", OK, found)
 
 
-def check_cpus(count=None):
-    count = count or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-    if count < 2:
-        return Row("CPU cores", WARN, f"{count}", "the notebooks run 2 tasks at a time (num_cpus=2): everything works "
-                   "on 1 core, but the parallel speed-ups and timelines will not show it; give the machine 2+ cores")
-    return Row("CPU cores", OK, f"{count}")
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def cpu_quota():
+    """The CPUs a container may use (cgroups' quota), or None where there is no such limit."""
+    v2 = _read("/sys/fs/cgroup/cpu.max").split()  # "max 100000" or "150000 100000"
+    quota, period = v2 if len(v2) == 2 else (_read("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"),
+                                             _read("/sys/fs/cgroup/cpu/cpu.cfs_period_us"))
+    if quota.isdigit() and period.isdigit() and int(quota) > 0 and int(period) > 0:
+        return int(quota) / int(period)
+    return None
+
+
+def check_cpus(count=None, quota=None):
+    if count is None:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        quota = cpu_quota()
+    found = f"{count}" + (f", container quota {quota:g} CPUs" if quota is not None and quota < count else "")
+    if min(count, quota or count) < 2:
+        return Row("CPU cores", WARN, found, "the notebooks run 2 tasks at a time (num_cpus=2): everything works on "
+                   "1 core, but the parallel speed-ups and timelines will not show it; give the machine 2+ cores")
+    return Row("CPU cores", OK, found)
 
 
 def memory_available():

@@ -88,6 +88,8 @@ def test_memory_thresholds_include_a_container_limit():
 def test_one_core_is_a_warning():
     assert doctor.check_cpus(1).status == WARN
     assert doctor.check_cpus(2).status == OK
+    limited = doctor.check_cpus(8, quota=1.0)  # a hosted-notebook container on a big machine
+    assert limited.status == WARN and "container quota 1 CPUs" in limited.found
 
 
 def test_missing_or_old_packages_fail_with_how_to_install():
