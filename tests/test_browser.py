@@ -206,12 +206,21 @@ class Lab:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+RESULTS = []  # (notebook, seconds to open and run it, picture), reported at the end
+
+
 @pytest.fixture(scope="module")
-def lab():
+def lab(request):
     need_browser()
     server = Lab()
     yield server
     server.stop()
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if capture and RESULTS:  # say where the pictures are, even while pytest captures the tests' output
+        with capture.global_and_fixture_disabled():
+            print()
+            for name, seconds, picture in RESULTS:
+                print(f"browser: {name} opened and ran in {seconds:.1f} s; picture: {picture}")
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +363,7 @@ def test_notebook_runs_in_jupyterlab(path, lab, browser):
         page.wait_for_timeout(500)  # let the last outputs render
         run_s = time.monotonic() - started
         picture = save_picture(page, name)  # scrolling through also renders every cell
-        print(f"\n{name}: ran in {run_s:.1f} s in JupyterLab; picture: {picture}")
+        RESULTS.append((name, run_s, os.path.relpath(picture, ROOT)))
 
         cells, not_run = page.evaluate(READ_CELLS), []
         for i, cell in enumerate(cells):
