@@ -90,3 +90,4 @@ def test_student_copy_drops_solutions_and_keeps_stubs_and_checks(tmp_path):
         for kind in ("exercise", "check"):
             assert sum(kind in tags(c) for c in copy.cells) == sum(kind in tags(c) for c in original.cells)
     assert not (tmp_path / "course" / ".git").exists()
+    assert not (tmp_path / "course" / "test-artifacts").exists()  # the browser test's pictures, when there are any

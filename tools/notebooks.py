@@ -87,7 +87,7 @@ def student_copy(outdir):
     if os.path.exists(outdir):
         sys.exit(f"{outdir} exists already; give a new folder.")
     shutil.copytree(ROOT, outdir, ignore=shutil.ignore_patterns(".git", ".venv", "__pycache__", "*.egg-info",
-                                                                 ".pytest_cache", "bench"))
+                                                                 ".pytest_cache", "bench", "test-artifacts"))
     for path in glob.glob(os.path.join(outdir, "notebooks", "*.ipynb")):
         nb = without_solutions(nbformat.read(path, as_version=4))
         nbformat.write(nb, path)
