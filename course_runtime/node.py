@@ -1041,8 +1041,23 @@ def detect_gpu_ids(num_gpus):
     return found[:int(num_gpus)] if len(found) >= num_gpus else list(range(int(num_gpus)))
 
 
-def total_memory():
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def total_memory(limit_files=CGROUP_MEMORY_LIMITS):
+    """The machine's memory, or a container's memory limit if that is smaller (the store is sized from it: sized
+    from the host's memory, a large put in a small container would meet the out-of-memory killer, not a clear
+    ObjectStoreFullError)."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
-        return 8 * 2**30
+        memory = 8 * 2**30
+    for path in limit_files:
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    return memory

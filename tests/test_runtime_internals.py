@@ -296,3 +296,15 @@ def test_a_small_task_is_not_held_back_by_a_bigger_one_of_the_same_function(rt):
     (a_start, a_end), (b_start, _), (c_start, c_end) = ray.get([a, b, c])
     assert c_end <= a_end and c_end <= b_start  # C ran beside A, before B
     assert b_start >= a_end - 0.05  # B needed both CPUs: it waited for A
+
+
+def test_a_container_memory_limit_sizes_the_store(tmp_path):
+    from course_runtime.node import total_memory
+
+    machine = total_memory(limit_files=())
+    limit = tmp_path / "memory.max"
+    limit.write_text("1073741824\n")
+    assert total_memory(limit_files=[str(limit)]) == min(machine, 2**30)
+    limit.write_text("max\n")  # cgroup v2's "no limit"
+    assert total_memory(limit_files=[str(limit)]) == machine
+    assert total_memory(limit_files=[str(tmp_path / "absent")]) == machine
