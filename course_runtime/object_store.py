@@ -16,6 +16,7 @@ import shutil
 import tempfile
 
 from .exceptions import ObjectStoreFullError
+from .serialization import PARALLEL_COPY_BYTES
 
 USE_MEMFD = hasattr(os, "memfd_create") and os.environ.get("COURSE_RUNTIME_SHM") != "files"
 _SESSION_PREFIX = "course-runtime-"
@@ -52,10 +53,12 @@ class Segment:
 
 
 def map_for_writing(path, size):
-    """Map a segment created by the driver, for the writer to fill (touching all pages up front is faster)."""
+    """Map a segment created by the driver, for the writer to fill. Touching all pages up front is faster, except
+    for large values, whose pages the copying threads touch in parallel (serialization.PARALLEL_COPY_BYTES)."""
+    populate = getattr(mmap, "MAP_POPULATE", 0) if size < PARALLEL_COPY_BYTES else 0
     fd = os.open(path, os.O_RDWR)
     try:
-        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0))
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | populate)
     finally:
         os.close(fd)  # the mapping keeps the memory reachable
 
