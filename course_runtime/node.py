@@ -17,6 +17,7 @@ the user's thread submits and dispatches directly, so a task starts without a th
 """
 import collections
 import copy
+import dataclasses
 import itertools
 import os
 import pickle
@@ -66,14 +67,32 @@ class ObjectEntry:
         self.dependents, self.contained, self.callbacks = [], (), []
 
 
+@dataclasses.dataclass(slots=True, eq=False)
 class TaskRecord:
-    __slots__ = ("task_id", "name", "func_id", "args", "kwargs", "return_ids", "num_returns", "demand",
-                 "max_retries", "retry_exceptions", "state", "waiting_on", "pins", "worker", "allocation",
-                 "attempts", "parent", "children", "submitted", "cancel_requested", "kind", "actor", "method")
-
-    def __init__(self, **fields):
-        for name in self.__slots__:
-            setattr(self, name, fields.get(name))
+    """A task (or an actor's creation, or an actor call) from submission until it finishes."""
+    task_id: str
+    name: str
+    func_id: str
+    args: list
+    kwargs: dict
+    return_ids: list
+    num_returns: int
+    demand: dict  # resource units it needs while running, e.g. {"CPU": 10000}
+    max_retries: int
+    retry_exceptions: object
+    state: str  # WAITING (for arguments) -> READY (for resources) -> [QUEUED at a worker] -> RUNNING -> done
+    waiting_on: set
+    pins: list  # object ids it keeps alive until it finishes (its ObjectRef arguments)
+    attempts: int
+    parent: object
+    children: list
+    submitted: float
+    cancel_requested: bool
+    kind: str  # "task", "actor_create" or "actor_call"
+    actor: object = None
+    method: str = None
+    worker: object = None
+    allocation: object = None
 
 
 class WorkerHandle:
@@ -241,7 +260,18 @@ class Node(ActorManager):
         blocked writing to a worker that is itself blocked writing to the driver would wait forever."""
         if worker.sock is None:
             return
-        worker.outbox += frame(message)
+        data = frame(message)
+        if not worker.outbox:  # the usual case: the pipe has room, write it straight away
+            try:
+                sent = worker.sock.send(data, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the worker is gone; the IO thread handles its exit
+            if sent == len(data):
+                return
+            data = data[sent:]
+        worker.outbox += data
         self._flush(worker)
 
     def _flush(self, worker):

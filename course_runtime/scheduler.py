@@ -130,6 +130,9 @@ class ReadyQueues:
     def __len__(self):
         return sum(len(q) for q in self.queues.values())
 
+    def __bool__(self):  # checked after every scheduling round: no need to count
+        return bool(self.queues)
+
     def __iter__(self):
         for queue in self.queues.values():
             yield from queue
