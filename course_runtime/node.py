@@ -299,9 +299,11 @@ class Node(ActorManager):
                 with memoryview(mapping) as memory:  # copy outside the lock
                     serialized.write_into(memory, layout)
                 mapping.close()
-            except BaseException:  # e.g. Ctrl-C in the middle: the half-written segment must not linger
+            except BaseException as error:  # e.g. Ctrl-C in the middle: the half-written segment must not linger
                 with self.lock:
                     self.store.free(segment)
+                if isinstance(error, OSError):  # e.g. out of file descriptors: explain it, as allocate() does
+                    raise ObjectStoreFullError(self.store.refused_message(size, description, error)) from None
                 raise
             value = ("s", segment, layout)
         with self.lock:
@@ -623,6 +625,11 @@ class Node(ActorManager):
             return
         worker.unsealed.add(segment.seg_id)
         self._reply(worker, req_id, ("ok", segment.seg_id, segment.path))
+
+    def _msg_abandon(self, worker, seg_id):
+        if seg_id in worker.unsealed:  # a write that failed half-way: nobody may ever read that segment
+            worker.unsealed.discard(seg_id)
+            self.store.free(self.store.segments[seg_id])
 
     def _msg_get(self, worker, req_id, ids, timeout):
         self._add_waiter(Waiter(worker, req_id, ids, len(ids), _deadline(timeout), "get"))

@@ -358,10 +358,14 @@ class WorkerClient:
         if reply[0] == "full":
             raise ObjectStoreFullError(reply[1])
         _, seg_id, path = reply
-        mapping = map_for_writing(path, size)
-        with memoryview(mapping) as memory:
-            serialized.write_into(memory, layout)
-        mapping.close()
+        try:
+            mapping = map_for_writing(path, size)
+            with memoryview(mapping) as memory:
+                serialized.write_into(memory, layout)
+            mapping.close()
+        except BaseException:  # e.g. cancel()'s KeyboardInterrupt in a put: free the half-written segment now,
+            self.send("abandon", seg_id)  # not when this worker exits
+            raise
         return ("s", seg_id, layout)  # sealed: the driver makes it visible when this message arrives
 
     def put_serialized(self, serialized, description):
