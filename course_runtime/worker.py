@@ -52,6 +52,9 @@ def main():
     signal.signal(signal.SIGUSR1, client.on_cancel_signal)
     sys.stdout = ForwardedStream(client, "stdout")
     sys.stderr = ForwardedStream(client, "stderr")
+    # A child forked by a task (multiprocessing) must not write into this worker's pipe: it prints directly.
+    os.register_at_fork(after_in_child=lambda: setattr(sys, "stdout", sys.__stdout__) or
+                        setattr(sys, "stderr", sys.__stderr__))
     client.send("ready")
     client.serve()
 
