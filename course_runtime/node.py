@@ -914,6 +914,9 @@ def _receive_all(conn):
                 return messages, False
     except (EOFError, OSError):
         return messages, True
+    except Exception:  # a garbled message must cost that one worker (treated as exited), not the IO thread
+        traceback.print_exc()
+        return messages, True
 
 
 def _deadline(timeout):

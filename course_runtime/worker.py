@@ -38,6 +38,9 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
                             unpickle_function)
 
 
+_MAIN_THREAD = threading.main_thread()
+
+
 def main():
     conn = Connection(int(sys.argv[1]))
     # Ctrl-C in a terminal reaches every process in the group; only the driver should react to it.
@@ -99,12 +102,32 @@ class WorkerClient:
 
     # ---- talking to the driver ----------------------------------------------------------------------------
     def send(self, kind, *payload):
-        with self.send_lock:
-            held, released = self.local_refs.drain()  # ref-count news rides along with every message
-            self.conn.send((kind, held, released) + payload)
+        # cancel()'s KeyboardInterrupt must not land between draining the ref-count news and sending it, nor cut
+        # a message in half (the driver would misread everything after it): the main thread (where signal
+        # handlers run) marks this as runtime code, and raises a cancel that arrived meanwhile once it is sent.
+        main = threading.current_thread() is _MAIN_THREAD
+        outer = self.in_runtime_call
+        if main:
+            self.in_runtime_call = True
+        try:
+            with self.send_lock:
+                held, released = self.local_refs.drain()  # ref-count news rides along with every message
+                self.conn.send((kind, held, released) + payload)
+        finally:
+            if main:
+                self.in_runtime_call = outer
+        if main:
+            self.raise_pending_cancel()
 
-    def request(self, kind, *payload):
-        """Send a request to the driver and wait for its reply."""
+    def raise_pending_cancel(self):
+        """Raise the KeyboardInterrupt of a cancel() that arrived while runtime code ran, now that it is safe."""
+        if self.cancel_pending and self.in_user_code and not self.in_runtime_call:
+            self.cancel_pending = False
+            raise KeyboardInterrupt
+
+    def request(self, kind, *payload, interruptible=True):
+        """Send a request to the driver and wait for its reply. With interruptible=False, a cancel() that arrives
+        meanwhile stays pending (raise_pending_cancel) so that the reply is not lost."""
         if self.concurrent:
             return self.request_async(kind, *payload).result()
         with self.request_lock:
@@ -124,9 +147,8 @@ class WorkerClient:
                 os._exit(1)  # the driver is gone
             finally:
                 self.in_runtime_call = False
-                if self.cancel_pending and self.in_user_code:
-                    self.cancel_pending = False
-                    raise KeyboardInterrupt
+                if interruptible:
+                    self.raise_pending_cancel()
 
     def request_async(self, kind, *payload):
         """Concurrent mode: a Future that the main thread completes when the reply arrives."""
@@ -357,11 +379,13 @@ class WorkerClient:
         if serialized.size < INLINE_LIMIT:
             return ("v",) + serialized.inline()
         layout, size = serialized.layout()
-        reply = self.request("alloc", size, description)  # the driver checks the memory budget first
+        # The driver checks the memory budget first. Its reply must not be lost to a cancel: it names our segment.
+        reply = self.request("alloc", size, description, interruptible=False)
         if reply[0] == "full":
             raise ObjectStoreFullError(reply[1])
         _, seg_id, path = reply
         try:
+            self.raise_pending_cancel()
             mapping = map_for_writing(path, size)
             with memoryview(mapping) as memory:
                 serialized.write_into(memory, layout)
