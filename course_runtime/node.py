@@ -277,8 +277,8 @@ class Node(ActorManager):
         entry = self.objects.get(object_id)
         if entry is None:
             raise ObjectLostError(object_id, f"ObjectRef({object_id}) is unknown to this runtime: it belongs to "
-                                             f"a session that was shut down, or it was freed. Create it again in "
-                                             f"this session.")
+                                             f"a session that was shut down (or to another process's session), "
+                                             f"or it was freed. Create it again in this session.")
         return entry
 
     def _schedule(self):
