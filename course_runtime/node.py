@@ -330,9 +330,18 @@ class Node(ActorManager):
                 from None
         with self.lock:
             self._drain_local_refs()
-        object_id = self.put_serialized(serialized, "put by the driver")
-        self._log("put", object_id, serialized.size)
-        return ObjectRef(object_id)
+        object_id = new_id(random_task_id(), 1)
+        try:
+            self.put_serialized(serialized, "put by the driver", object_id)
+            self._log("put", object_id, serialized.size)
+            return ObjectRef(object_id)
+        except BaseException:  # Ctrl-C after the object was stored but before its ref existed: nobody could free it
+            with self.lock:
+                self._drain_local_refs()
+                entry = self.objects.get(object_id)
+                if entry is not None and entry.refs <= 0 and entry.value is not None:
+                    self._free(entry)
+            raise
 
     def _complete(self, entry, value, contained=()):
         """An object's value is known: wake its dependents, and free it at once if nobody wants it."""
