@@ -135,8 +135,8 @@ class ObjectStore:
                 f"no ObjectRef to them remains: delete refs you no longer need (del ref), or pass a larger "
                 f"object_store_memory to init().")
 
-
     def refused_message(self, size, description, error):
+        """Why the system (not the budget) refused a segment, and what to do about it."""
         if error.errno in (errno.EMFILE, errno.ENFILE):
             limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource else "?"
             advice = (f"each stored object of {INLINE_LIMIT // 1024} KiB or more keeps a file open in the driver, "

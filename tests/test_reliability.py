@@ -11,6 +11,7 @@ Timing bounds are wide on purpose: the suite shares two cores with other work.
 """
 import contextlib
 import gc
+import io
 import json
 import os
 import random
@@ -505,7 +506,6 @@ def test_worker_killed_at_random_moments_of_a_large_result_never_gives_a_corrupt
     exact array or WorkerCrashedError, never a half-written or corrupted one."""
     ray = ray_start
     n = 4 * MB
-    outcomes = []
     for attempt in range(5):
         pid_file = str(tmp_path / f"pid{attempt}")
 
@@ -530,10 +530,9 @@ def test_worker_killed_at_random_moments_of_a_large_result_never_gives_a_corrupt
         try:
             value = ray.get(ref, timeout=60)
         except exceptions.WorkerCrashedError:
-            outcomes.append("crashed")
+            pass  # killed before its result was sealed: the right error
         else:
             assert value.shape == (n,) and np.array_equal(value, np.arange(n, dtype=np.int64)), "corrupt value"
-            outcomes.append("complete")
             del value
         del ref
     if backend == "course":
@@ -560,13 +559,9 @@ def test_cancelling_tasks_that_print_and_put_a_lot_never_garbles_the_pipe(ray_st
 
         block = np.ones(10 * 2**20 // 8)
         while True:
-            ref = ray.put(block)
-            del ref
+            ray.put(block)  # stored, then freed as the ref is dropped at once
 
-    import io
-    import contextlib as context
-
-    with context.redirect_stdout(io.StringIO()), context.redirect_stderr(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         for round_ in range(20):
             refs = [chatty.remote(), putter.remote()]
             time.sleep(0.1 + (round_ % 7) * 0.03)
