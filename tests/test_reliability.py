@@ -521,7 +521,7 @@ def test_worker_killed_at_random_moments_of_a_large_result_never_gives_a_corrupt
             return np.arange(4 * 2**20, dtype=np.int64)
 
         ref = pattern.remote(pid_file)
-        assert _eventually(lambda: os.path.exists(pid_file), 60)
+        assert _eventually(lambda: os.path.exists(pid_file), 60), f"attempt {attempt}: the task did not start"
         time.sleep(random.uniform(0.0, 0.15))
         try:
             os.kill(int(open(pid_file).read()), signal.SIGKILL)
