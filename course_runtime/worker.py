@@ -55,11 +55,15 @@ def main():
     signal.signal(signal.SIGUSR1, client.on_cancel_signal)
     sys.stdout = ForwardedStream(client, "stdout")
     sys.stderr = ForwardedStream(client, "stderr")
-    # A child forked by a task (multiprocessing) must not write into this worker's pipe: it prints directly.
-    os.register_at_fork(after_in_child=lambda: setattr(sys, "stdout", sys.__stdout__) or
-                        setattr(sys, "stderr", sys.__stderr__))
+    os.register_at_fork(after_in_child=_print_directly)
     client.send("ready")
     client.serve()
+
+
+def _print_directly():
+    """In a child forked by a task (multiprocessing): print to the real stdout/stderr, never into this worker's
+    pipe, where the child's messages would mix with the worker's."""
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def _exit_when_driver_dies(driver_pid):
