@@ -39,6 +39,7 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
 
 
 _MAIN_THREAD = threading.main_thread()
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def main():
@@ -88,6 +89,7 @@ class WorkerClient:
         self.request_ids = itertools.count()
         self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
+        self.calls = 0  # tasks run so far (a delayed cancel checks it is still for the same task)
         self.backlog = collections.deque()  # messages that arrived while a task waited for a reply
         self.actor = self.actor_id = self.actor_name = self.class_name = None
         self.concurrent = False  # threaded/async actor: the main thread only reads, and routes replies
@@ -175,8 +177,17 @@ class WorkerClient:
                         self.backlog.append(message)
             return
         if self.in_user_code and not self.in_runtime_call:
+            if frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                # The task is in the runtime's own bookkeeping (an ObjectRef's __del__, a put between writing and
+                # reporting): interrupted there, ref-count news would be lost. Let it finish; try again shortly.
+                threading.Timer(0.005, self._cancel_again, (self.calls,)).start()
+                return
             raise KeyboardInterrupt
         self.cancel_pending = True
+
+    def _cancel_again(self, calls):
+        if self.calls == calls and self.in_user_code:  # still the task that was cancelled
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
@@ -262,6 +273,7 @@ class WorkerClient:
         if self.concurrent:
             return function(*args, **kwargs)
         self.cancel_pending = False
+        self.calls += 1
         self.in_user_code = True
         try:
             return function(*args, **kwargs)
