@@ -42,7 +42,7 @@ def setup(extra):
 # Tests written only against the public API: they run on the course runtime and on real Ray.
 CONFORMANCE_TESTS = ["tests/test_lifecycle.py", "tests/test_tasks.py", "tests/test_objects.py", "tests/test_errors.py",
                      "tests/test_resources.py", "tests/test_actors.py", "tests/test_actor_pool_and_queue.py",
-                     "tests/test_actor_resources.py"]
+                     "tests/test_actor_resources.py", "tests/test_serialization_properties.py"]
 RAY_SCRIPTS = ["extra/code/parallel_process.py", "extra/code/tasks_pipeline.py", "extra/code/actor_counter.py"]
 
 

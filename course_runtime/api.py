@@ -19,6 +19,7 @@ from .remote_function import RemoteFunction
 _node = None  # the driver's Node, between init() and shutdown()
 _worker_client = None  # set in worker processes
 _init_lock = threading.Lock()
+_forked_from = None  # in a process forked from a driver or worker: that process's pid (see _forget_after_fork)
 
 # init() arguments that only mean something on a real Ray cluster: accepted, and ignored without noise.
 RAY_ONLY_INIT_OPTIONS = {
@@ -60,9 +61,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
          ignore_reinit_error=False, namespace=None, **kwargs):
     """Start the runtime: worker processes, the object store and the scheduler. Returns at once; workers finish
     starting in the background (tasks submitted meanwhile wait for them)."""
-    global _node
+    global _node, _forked_from
     from .node import Node
     with _init_lock:
+        _forked_from = None  # a forked child may start a runtime of its own (its parent's refs mean nothing there)
         if _worker_client is not None or _node is not None:
             if ignore_reinit_error:
                 return RuntimeInfo(_node) if _node is not None else None
@@ -107,6 +109,13 @@ def _runtime():
         return _worker_client
     node = _node
     if node is None:
+        if _forked_from is not None:
+            raise RuntimeError(
+                f"This process (pid {os.getpid()}) was forked from process {_forked_from}, which runs the course "
+                f"runtime: the runtime belongs to that process and cannot be used here (it would hang, or garble "
+                f"its messages). Use the API only in the driver and in tasks and actors: run the work as a task "
+                f"(@ray.remote) instead of in a multiprocessing/os.fork child, or pass the child plain values "
+                f"(ray.get them first), not ObjectRefs.")
         init(ignore_reinit_error=True)
         node = _node
     return node
@@ -120,6 +129,23 @@ def _set_runtime(client):
 @atexit.register
 def _shutdown_at_exit():
     shutdown()
+
+
+def _forget_after_fork():
+    """In a child made by fork (multiprocessing, os.fork) of a driver or a worker: drop the inherited runtime.
+    Its threads did not survive the fork and its pipes belong to the parent: using it would hang or garble the
+    parent's messages, and the child's exit (atexit: shutdown) would stop the parent's workers."""
+    global _node, _worker_client, _forked_from, _init_lock
+    if _node is not None or _worker_client is not None:
+        _forked_from = os.getppid()
+        from . import object_ref
+        object_ref.clear_pending_events()  # the parent's ref-count news, not ours
+    _node = _worker_client = None
+    _init_lock = threading.Lock()  # another thread may have held it at the moment of the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _watch_ipython_cells():

@@ -355,8 +355,8 @@ class Node(ActorManager):
         entry = self.objects.get(object_id)
         if entry is None:
             raise ObjectLostError(object_id, f"ObjectRef({object_id}) is unknown to this runtime: it belongs to "
-                                             f"a session that was shut down, or it was freed. Create it again in "
-                                             f"this session.")
+                                             f"a session that was shut down (or to another process's session), "
+                                             f"or it was freed. Create it again in this session.")
         return entry
 
     def _schedule(self):
@@ -379,9 +379,11 @@ class Node(ActorManager):
                 with memoryview(mapping) as memory:  # copy outside the lock
                     serialized.write_into(memory, layout)
                 mapping.close()
-            except BaseException:  # e.g. Ctrl-C in the middle: the half-written segment must not linger
+            except BaseException as error:  # e.g. Ctrl-C in the middle: the half-written segment must not linger
                 with self.lock:
                     self.store.free(segment)
+                if isinstance(error, OSError):  # e.g. out of file descriptors: explain it, as allocate() does
+                    raise ObjectStoreFullError(self.store.refused_message(size, description, error)) from None
                 raise
             value = ("s", segment, layout)
         with self.lock:
@@ -408,9 +410,18 @@ class Node(ActorManager):
                 from None
         with self.lock:
             self._drain_local_refs()
-        object_id = self.put_serialized(serialized, "put by the driver")
-        self._log("put", object_id, serialized.size)
-        return ObjectRef(object_id)
+        object_id = new_id(random_task_id(), 1)
+        try:
+            self.put_serialized(serialized, "put by the driver", object_id)
+            self._log("put", object_id, serialized.size)
+            return ObjectRef(object_id)
+        except BaseException:  # Ctrl-C after the object was stored but before its ref existed: nobody could free it
+            with self.lock:
+                self._drain_local_refs()
+                entry = self.objects.get(object_id)
+                if entry is not None and entry.refs <= 0 and entry.value is not None:
+                    self._free(entry)
+            raise
 
     def _complete(self, entry, value, contained=()):
         """An object's value is known: wake its dependents, and free it at once if nobody wants it."""
@@ -715,6 +726,11 @@ class Node(ActorManager):
             return
         worker.unsealed.add(segment.seg_id)
         self._reply(worker, req_id, ("ok", segment.seg_id, segment.path))
+
+    def _msg_abandon(self, worker, seg_id):
+        if seg_id in worker.unsealed:  # a write that failed half-way: nobody may ever read that segment
+            worker.unsealed.discard(seg_id)
+            self.store.free(self.store.segments[seg_id])
 
     def _msg_get(self, worker, req_id, ids, timeout):
         self._add_waiter(Waiter(worker, req_id, ids, len(ids), _deadline(timeout), "get"))
@@ -1029,7 +1045,11 @@ def _receive_all(worker):
         worker.inbox += chunk
         if len(chunk) < RECEIVE_CHUNK:
             break
-    return unframe(worker.inbox), closed
+    try:
+        return unframe(worker.inbox), closed
+    except Exception:  # a garbled message must cost that one worker (treated as exited), not the IO thread
+        traceback.print_exc()
+        return [], True
 
 
 def _first_ready(entries, count):

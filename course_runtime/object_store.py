@@ -4,19 +4,27 @@ Mirrors Ray's plasma store (create, write, seal, read zero-copy, free). The driv
 enforce `object_store_memory` *before* anything is written; a writer (the driver, or a worker asking over its pipe)
 maps the segment, copies the value in, and "seals" it, which is the moment the object becomes visible. A worker that
 dies while writing leaves only an unsealed segment, which the driver frees: nobody ever reads half an object.
+The driver reserves a segment's memory when it creates it, so a full disk or memory is an ObjectStoreFullError for
+the caller, never a SIGBUS that kills the writer.
 
 On Linux a segment is a memfd: anonymous memory with no name in /dev/shm, unaffected by /dev/shm's size, and freed by
 the kernel when its last user closes it, even if the driver is killed with SIGKILL. Other processes open it through
 `/proc/<driver pid>/fd/<fd>`, which only the same user may do. Elsewhere (macOS) a segment is a file in a private
 per-session folder (mode 0700), and `init()` removes folders that dead sessions left behind.
 """
+import errno
 import mmap
 import os
 import shutil
 import tempfile
 
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None
+
 from .exceptions import ObjectStoreFullError
-from .serialization import PARALLEL_COPY_BYTES
+from .serialization import INLINE_LIMIT, PARALLEL_COPY_BYTES
 
 USE_MEMFD = hasattr(os, "memfd_create") and os.environ.get("COURSE_RUNTIME_SHM") != "files"
 _SESSION_PREFIX = "course-runtime-"
@@ -35,8 +43,13 @@ class Segment:
         else:
             self.path = os.path.join(folder, str(seg_id))
             self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        os.fchmod(self.fd, 0o600)
-        os.ftruncate(self.fd, size)
+        try:
+            os.fchmod(self.fd, 0o600)
+            os.ftruncate(self.fd, size)
+            reserve(self.fd, size)
+        except BaseException:
+            self.close()
+            raise
 
     def read_view(self):
         """A read-only memoryview of the whole segment, mapped once and reused by the driver."""
@@ -50,6 +63,14 @@ class Segment:
         os.close(self.fd)
         if not USE_MEMFD:
             os.unlink(self.path)
+
+
+def reserve(fd, size):
+    """Take the memory now, or fail with OSError (ENOSPC, ENOMEM) now. Without this, a writer filling the mapping of
+    a segment whose file system has run out of room (a full tmpfs such as Docker's 64 MB /dev/shm, a full disk)
+    is killed by SIGBUS, taking the driver (the Jupyter kernel) with it. macOS has no posix_fallocate."""
+    if hasattr(os, "posix_fallocate"):
+        os.posix_fallocate(fd, 0, size)
 
 
 def map_for_writing(path, size):
@@ -89,7 +110,10 @@ class ObjectStore:
         if self.used + size > self.capacity:
             raise ObjectStoreFullError(self._full_message(size, description))
         self._next_id += 1
-        segment = Segment(self._next_id, size, self.folder, description)
+        try:
+            segment = Segment(self._next_id, size, self.folder, description)
+        except OSError as error:  # out of memory, disk or file descriptors: an error for the caller, not a crash
+            raise ObjectStoreFullError(self.refused_message(size, description, error)) from None
         self.segments[segment.seg_id] = segment
         self.used += size
         return segment
@@ -112,6 +136,22 @@ class ObjectStore:
                 f"{mb(self.capacity)} limit (object_store_memory). Largest objects: {users}. Objects are freed when "
                 f"no ObjectRef to them remains: delete refs you no longer need (del ref), or pass a larger "
                 f"object_store_memory to init().")
+
+    def refused_message(self, size, description, error):
+        """Why the system (not the budget) refused a segment, and what to do about it."""
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0] if resource else "?"
+            advice = (f"each stored object of {INLINE_LIMIT // 1024} KiB or more keeps a file open in the driver, "
+                      f"and this process may open {limit} files. Delete refs you no longer need (del ref), or "
+                      f"raise the limit (ulimit -n) before starting Python.")
+        elif self.folder:
+            advice = (f"its files are in {self.folder}, on a file system that is full. Free space there, or point "
+                      f"TMPDIR at a larger file system before starting Python.")
+        else:
+            advice = "the machine is short of memory. Delete refs you no longer need (del ref), or store less."
+        return (f"Cannot store {mb(size)} ({description}): the system refused the shared memory "
+                f"({error.strerror or error}): {advice} The store holds {mb(self.used)} in "
+                f"{len(self.segments)} objects.")
 
 
 def mb(n):

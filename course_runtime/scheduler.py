@@ -14,7 +14,7 @@ UNITS = 10_000
 
 def to_units(amount, what):
     """0.25 -> 2500. Refuses negative amounts and precision finer than 0.0001, as Ray does."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or math.isnan(amount):
+    if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not math.isfinite(amount):
         raise ValueError(f"{what} must be a number, not {amount!r}.")
     if amount < 0:
         raise ValueError(f"{what} must be >= 0, not {amount}.")

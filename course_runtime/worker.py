@@ -37,6 +37,10 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
                             unpickle_function)
 
 
+_MAIN_THREAD = threading.main_thread()
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
 def main():
     conn = Channel(socket.socket(fileno=int(sys.argv[1])))
     # Ctrl-C in a terminal reaches every process in the group; only the driver should react to it.
@@ -51,8 +55,15 @@ def main():
     signal.signal(signal.SIGUSR1, client.on_cancel_signal)
     sys.stdout = ForwardedStream(client, "stdout")
     sys.stderr = ForwardedStream(client, "stderr")
+    os.register_at_fork(after_in_child=_print_directly)
     client.send("ready")
     client.serve()
+
+
+def _print_directly():
+    """In a child forked by a task (multiprocessing): print to the real stdout/stderr, never into this worker's
+    pipe, where the child's messages would mix with the worker's."""
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
 
 def _exit_when_driver_dies(driver_pid):
@@ -77,6 +88,7 @@ class WorkerClient:
         self.request_ids = itertools.count()
         self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
+        self.calls = 0  # tasks run so far (a delayed cancel checks it is still for the same task)
         self.backlog = collections.deque()  # messages that arrived while a task waited for a reply
         self.actor = self.actor_id = self.actor_name = self.class_name = None
         self.concurrent = False  # threaded/async actor: the main thread only reads, and routes replies
@@ -95,12 +107,32 @@ class WorkerClient:
 
     # ---- talking to the driver ----------------------------------------------------------------------------
     def send(self, kind, *payload):
-        with self.send_lock:
-            held, released = self.local_refs.drain()  # ref-count news rides along with every message
-            self.conn.send((kind, held, released) + payload)
+        # cancel()'s KeyboardInterrupt must not land between draining the ref-count news and sending it, nor cut
+        # a message in half (the driver would misread everything after it): the main thread (where signal
+        # handlers run) marks this as runtime code, and raises a cancel that arrived meanwhile once it is sent.
+        main = threading.current_thread() is _MAIN_THREAD
+        outer = self.in_runtime_call
+        if main:
+            self.in_runtime_call = True
+        try:
+            with self.send_lock:
+                held, released = self.local_refs.drain()  # ref-count news rides along with every message
+                self.conn.send((kind, held, released) + payload)
+        finally:
+            if main:
+                self.in_runtime_call = outer
+        if main:
+            self.raise_pending_cancel()
 
-    def request(self, kind, *payload):
-        """Send a request to the driver and wait for its reply."""
+    def raise_pending_cancel(self):
+        """Raise the KeyboardInterrupt of a cancel() that arrived while runtime code ran, now that it is safe."""
+        if self.cancel_pending and self.in_user_code and not self.in_runtime_call:
+            self.cancel_pending = False
+            raise KeyboardInterrupt
+
+    def request(self, kind, *payload, interruptible=True):
+        """Send a request to the driver and wait for its reply. With interruptible=False, a cancel() that arrives
+        meanwhile stays pending (raise_pending_cancel) so that the reply is not lost."""
         if self.concurrent:
             return self.request_async(kind, *payload).result()
         with self.request_lock:
@@ -126,9 +158,8 @@ class WorkerClient:
                 os._exit(1)  # the driver is gone
             finally:
                 self.in_runtime_call = False
-                if self.cancel_pending and self.in_user_code:
-                    self.cancel_pending = False
-                    raise KeyboardInterrupt
+                if interruptible:
+                    self.raise_pending_cancel()
 
     def request_async(self, kind, *payload):
         """Concurrent mode: a Future that the main thread completes when the reply arrives."""
@@ -152,23 +183,34 @@ class WorkerClient:
                     else:
                         self.backlog.append(message)
             return
-        # The driver sent ("cancel_task", id) before the signal: act only if it names the task running now (the
-        # signal may land just after that task ended and the next queued one began). Inside a request, the
-        # request loop reads that message instead.
-        if self.in_user_code and not self.in_runtime_call:
-            cancelled = False
+        # The driver sent ("cancel_task", id) before the signal: the task is cancelled only if that names the task
+        # running now (the signal may land just after that task ended and the next queued one began). The request
+        # loop reads such messages itself; otherwise, read them here (only from inside user code: between tasks the
+        # main thread may be in the middle of reading a message, and nothing is left to cancel anyway).
+        if self.in_user_code and not self.request_lock.locked():
             while self.conn.poll():
                 message = self.conn.recv()
                 if message[0] == "cancel_task":
-                    cancelled = cancelled or self._is_current(message[1])
+                    self.cancel_pending = self.cancel_pending or self._is_current(message[1])
                 else:
                     self.backlog.append(message)
-            if cancelled:
-                raise KeyboardInterrupt
+        if self.cancel_pending and self.in_user_code and not self.in_runtime_call:
+            if frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+                # The task is in the runtime's own bookkeeping (an ObjectRef's __del__, a put between writing and
+                # reporting): interrupted there, ref-count news would be lost. Let it finish; try again shortly.
+                threading.Timer(0.005, self._cancel_again, (self.calls,)).start()
+                return
+            self.cancel_pending = False
+            raise KeyboardInterrupt
+        # Otherwise it stays pending: raise_pending_cancel() raises it as soon as the runtime code is done.
 
     def _is_current(self, task_id):
         current = self.task
         return current is not None and current[0] == task_id
+
+    def _cancel_again(self, calls):
+        if self.calls == calls and self.in_user_code:  # still the task that was cancelled
+            os.kill(os.getpid(), signal.SIGUSR1)
 
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
@@ -261,6 +303,7 @@ class WorkerClient:
         if self.concurrent:
             return function(*args, **kwargs)
         self.cancel_pending = False
+        self.calls += 1
         self.in_user_code = True
         try:
             return function(*args, **kwargs)
@@ -388,14 +431,20 @@ class WorkerClient:
         if serialized.size < INLINE_LIMIT:
             return ("v",) + serialized.inline()
         layout, size = serialized.layout()
-        reply = self.request("alloc", size, description)  # the driver checks the memory budget first
+        # The driver checks the memory budget first. Its reply must not be lost to a cancel: it names our segment.
+        reply = self.request("alloc", size, description, interruptible=False)
         if reply[0] == "full":
             raise ObjectStoreFullError(reply[1])
         _, seg_id, path = reply
-        mapping = map_for_writing(path, size)
-        with memoryview(mapping) as memory:
-            serialized.write_into(memory, layout)
-        mapping.close()
+        try:
+            self.raise_pending_cancel()
+            mapping = map_for_writing(path, size)
+            with memoryview(mapping) as memory:
+                serialized.write_into(memory, layout)
+            mapping.close()
+        except BaseException:  # e.g. cancel()'s KeyboardInterrupt in a put: free the half-written segment now,
+            self.send("abandon", seg_id)  # not when this worker exits
+            raise
         return ("s", seg_id, layout)  # sealed: the driver makes it visible when this message arrives
 
     def put_serialized(self, serialized, description):
