@@ -9,6 +9,7 @@ import select
 import struct
 
 _LENGTH = struct.Struct("!i")
+RECEIVE_CHUNK = 64 * 1024  # bytes asked for per read
 
 
 def frame(message):
@@ -35,6 +36,8 @@ class Channel:
 
     def __init__(self, sock):
         self.sock = sock
+        self._received = bytearray()  # read but not yet returned: usually nothing, or the rest of a batch
+        self._messages = []
         self._poller = select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
 
@@ -42,19 +45,15 @@ class Channel:
         self.sock.sendall(frame(message))
 
     def recv(self):
-        size = _LENGTH.unpack(self._read(4))[0]
-        return pickle.loads(self._read(size))
+        while not self._messages:  # one read usually brings a whole message, often several
+            chunk = self.sock.recv(RECEIVE_CHUNK)
+            if not chunk:
+                raise EOFError("the driver closed the pipe")
+            self._received += chunk
+            self._messages = unframe(self._received)
+            self._messages.reverse()  # so pop() takes the oldest
+        return self._messages.pop()
 
     def poll(self, timeout=0.0):
         """True if a message (or the end of the pipe) is waiting, within `timeout` seconds."""
-        return bool(self._poller.poll(timeout * 1000))
-
-    def _read(self, size):
-        data = bytearray(size)
-        view, got = memoryview(data), 0
-        while got < size:
-            n = self.sock.recv_into(view[got:])
-            if n == 0:
-                raise EOFError("the driver closed the pipe")
-            got += n
-        return data
+        return bool(self._messages) or bool(self._poller.poll(timeout * 1000))

@@ -38,7 +38,7 @@ from .exceptions import (ActorDiedError, ActorUnschedulableError, GetTimeoutErro
 from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_hex, random_task_id
 from .object_store import ObjectStore, map_for_writing
 from .actor_manager import ActorManager
-from .channel import frame, unframe
+from .channel import RECEIVE_CHUNK, frame, unframe
 from .options import resource_demand
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
@@ -1022,9 +1022,6 @@ def _update_poller(poller, watched, fd_to_worker):
         if watched.get(fd) != events:
             poller.register(fd, events)  # registers, or changes the events of one already registered
             watched[fd] = events
-
-
-RECEIVE_CHUNK = 64 * 1024
 
 
 def _receive_all(worker):
