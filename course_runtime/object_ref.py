@@ -112,6 +112,8 @@ class LocalRefCounts:
 
         An id both created and dropped since the last drain is in both lists (its object may be waiting for that
         release to be freed); one dropped and re-created is in neither (it was never really let go)."""
+        if not _events:  # nothing happened since the last drain (this runs with every message)
+            return (), ()
         counts = self.counts
         held_at_start = {}
         held_meanwhile = set()

@@ -30,7 +30,8 @@ def events(kind=None):
     'get'
     """
     fields = {"submit": ("task_id", "name"), "dispatch": ("task_id", "worker_pid"),
-              "queued_at_worker": ("task_id", "worker_pid"), "handed_back": ("task_id", "worker_pid"), "finish": ("task_id", "state"),
+              "queued_at_worker": ("task_id", "worker_pid"), "handed_back": ("task_id", "worker_pid"),
+              "finish": ("task_id", "state"),
               "retry": ("task_id", "attempt"), "cancel": ("task_id", "force"), "get": ("count",),
               "wait": ("count", "num_returns"), "put": ("object_id", "size"),
               "argument_stored": ("object_id", "size"), "actor_created": ("actor_id", "class_name"),

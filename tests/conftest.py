@@ -24,6 +24,7 @@ On the course backend every test gets a fresh runtime.
 
 import importlib
 import os
+import select
 import signal
 import time
 import types
@@ -224,6 +225,46 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+def process_alive(pid):
+    """True if process `pid` exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def read_until(process, text, timeout=60.0):
+    """What a subprocess prints (text mode, stdout=PIPE) until a line contains `text`, it exits, or time is up."""
+    seen, deadline = "", time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline and process.poll() is None:
+        if select.select([process.stdout], [], [], 0.5)[0]:
+            seen += process.stdout.readline()
+    return seen
+
+
+def descendants(pid):
+    """Every living process below `pid` (children of all its threads, their children, ...)."""
+    found, todo = set(), [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids = {int(x) for x in f.read().split()}
+            except OSError:
+                continue
+            for kid in kids - found:
+                found.add(kid)
+                todo.append(kid)
+    return {p for p in found if process_alive(p)}
 
 
 @pytest.fixture

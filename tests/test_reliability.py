@@ -16,7 +16,6 @@ import json
 import os
 import random
 import re
-import select
 import shutil
 import signal
 import stat
@@ -29,6 +28,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import descendants, process_alive, read_until, wait_until
 
 MB = 2**20
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,45 +36,6 @@ course_only = pytest.mark.course_only
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
-
-
-def _alive(pid):
-    """True if process `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _descendants(pid):
-    found, todo = set(), [pid]
-    while todo:
-        parent = todo.pop()
-        try:
-            tids = os.listdir(f"/proc/{parent}/task")
-        except OSError:
-            continue
-        for tid in tids:
-            try:
-                with open(f"/proc/{parent}/task/{tid}/children") as f:
-                    kids = {int(x) for x in f.read().split()}
-            except OSError:
-                continue
-            for kid in kids - found:
-                found.add(kid)
-                todo.append(kid)
-    return {p for p in found if _alive(p)}
-
-
-def _eventually(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def _runtime_still_works(ray):
@@ -98,7 +59,7 @@ def _store():
 
 
 def _store_empty(timeout=10.0):
-    return _eventually(lambda: _store()["segments"] == 0 and _store()["used"] == 0, timeout)
+    return wait_until(lambda: _store()["segments"] == 0 and _store()["used"] == 0, timeout)
 
 
 def _rss():
@@ -209,12 +170,9 @@ def test_sigkilled_driver_in_the_middle_of_work_leaves_no_process_and_no_segment
                                   stdout=subprocess.PIPE, stderr=err, text=True)
     family = set()
     try:
-        line, deadline = "", time.monotonic() + 60
-        while "ready" not in line and time.monotonic() < deadline and driver.poll() is None:
-            if select.select([driver.stdout], [], [], 0.5)[0]:
-                line += driver.stdout.readline()
+        line = read_until(driver, "ready")
         assert "ready" in line, f"driver did not start: {(tmp_path / 'driver.err').read_text()[-3000:]}"
-        family = _descendants(driver.pid)
+        family = descendants(driver.pid)
         named = {name: int((tmp_path / name).read_text()) for name in ("busy", "writer", "getter", "actor")}
         assert set(named.values()) <= family
         folders = [p for p in os.listdir(tempfile.gettempdir()) if p.startswith(f"course-runtime-{driver.pid}-")]
@@ -222,8 +180,8 @@ def test_sigkilled_driver_in_the_middle_of_work_leaves_no_process_and_no_segment
 
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=10)
-        all_gone = _eventually(lambda: not {p for p in family if _alive(p)}, timeout=10)
-        assert all_gone, f"still alive 10 s after the driver was killed: {[p for p in family if _alive(p)]}"
+        all_gone = wait_until(lambda: not {p for p in family if process_alive(p)}, timeout=10)
+        assert all_gone, f"still alive 10 s after the driver was killed: {[p for p in family if process_alive(p)]}"
         if folders:  # nobody could clean up at SIGKILL; the next session does (any session: a concurrent test
             # run may have swept it already)
             _results(_run_script("import course_runtime as ray; ray.init(num_cpus=1); ray.shutdown()", env=env))
@@ -234,7 +192,7 @@ def test_sigkilled_driver_in_the_middle_of_work_leaves_no_process_and_no_segment
             driver.kill()
             driver.wait()
         for p in family:
-            if _alive(p):
+            if process_alive(p):
                 os.kill(p, signal.SIGKILL)
         driver.stdout.close()
 
@@ -288,11 +246,11 @@ def test_many_init_shutdown_cycles_leak_no_process_fd_thread_or_segment(course, 
     for _ in range(2):  # warm-up: imports, caches, the first numpy pages
         cycle()
     gc.collect()
-    before = (_open_fds(), threading.active_count(), _descendants(os.getpid()), _segment_files(), _rss())
+    before = (_open_fds(), threading.active_count(), descendants(os.getpid()), _segment_files(), _rss())
     for _ in range(12):
         cycle()
     gc.collect()
-    assert _eventually(lambda: not _descendants(os.getpid()) - before[2], 10), "worker processes left behind"
+    assert wait_until(lambda: not descendants(os.getpid()) - before[2], 10), "worker processes left behind"
     assert _open_fds() <= before[0], f"file descriptors grew from {before[0]} to {_open_fds()}"
     assert threading.active_count() <= before[1], "threads left behind"
     assert _segment_files() <= before[3], f"segments left behind: {_segment_files() - before[3]}"
@@ -385,7 +343,7 @@ def test_ctrl_c_at_random_moments_never_breaks_the_runtime(course):
     refs = None
     _runtime_still_works(ray)
     node = ray.api._node
-    assert _eventually(lambda: not node.tasks, 30), f"tasks stuck: {list(node.tasks.values())[:3]}"
+    assert wait_until(lambda: not node.tasks, 30), f"tasks stuck: {list(node.tasks.values())[:3]}"
     # Known limit (README, Reliability): a Ctrl-C that lands inside the driver's reference counting (an
     # ObjectRef's __del__, or the step that applies dropped refs) loses that news, and the object stays counted
     # until shutdown(). The store stays usable: a 150 MB object still fits in this 200 MB store.
@@ -521,7 +479,7 @@ def test_worker_killed_at_random_moments_of_a_large_result_never_gives_a_corrupt
             return np.arange(4 * 2**20, dtype=np.int64)
 
         ref = pattern.remote(pid_file)
-        assert _eventually(lambda: os.path.exists(pid_file), 60), f"attempt {attempt}: the task did not start"
+        assert wait_until(lambda: os.path.exists(pid_file), 60), f"attempt {attempt}: the task did not start"
         time.sleep(random.uniform(0.0, 0.15))
         try:
             os.kill(int(open(pid_file).read()), signal.SIGKILL)
@@ -743,7 +701,7 @@ def test_soak_100_000_tasks_keep_driver_memory_and_tables_bounded(course):
         _store()  # applies the driver's pending ref drops
         return not node.tasks and not node.objects
 
-    assert _eventually(tables_empty, 10), f"{len(node.tasks)} tasks and {len(node.objects)} objects remain"
+    assert wait_until(tables_empty, 10), f"{len(node.tasks)} tasks and {len(node.objects)} objects remain"
     assert growth < 150 * MB, f"driver memory grew by {growth / MB:.0f} MB over 90,000 tasks"
 
 

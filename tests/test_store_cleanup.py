@@ -8,15 +8,14 @@ could disturb them; entries that are ours persist, so the checks wait a few seco
 import gc
 import os
 import re
-import select
 import signal
 import stat
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from conftest import descendants, process_alive, read_until, wait_until
 
 pytestmark = pytest.mark.course_only
 
@@ -32,40 +31,6 @@ def _shm():
         return set()
 
 
-def _alive(pid):
-    """True if process `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-def _children(pid):
-    kids = set()
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{tid}/children") as f:
-                    kids.update(int(x) for x in f.read().split())
-            except OSError:
-                pass
-    except OSError:
-        pass
-    return kids
-
-
-def _descendants(pid):
-    found, todo = set(), [pid]
-    while todo:
-        for kid in _children(todo.pop()):
-            if kid not in found:
-                found.add(kid)
-                todo.append(kid)
-    return found
-
-
 def _cmdline(pid):
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -79,15 +44,6 @@ def _python_singletons(pids):
     return {p for p in pids if "multiprocessing.forkserver" in _cmdline(p) or "resource_tracker" in _cmdline(p)}
 
 
-def _wait(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
-
-
 def _describe(pids):
     return {p: _cmdline(p)[:120] for p in pids}
 
@@ -96,7 +52,7 @@ def test_many_large_task_arguments_leave_nothing_after_shutdown(ray_module):
     """Tasks passing and returning 5 MB arrays, then shutdown(): no new /dev/shm entries, no worker left alive."""
     ray = ray_module
     shm_before = _shm()
-    procs_before = _descendants(os.getpid())
+    procs_before = descendants(os.getpid())
     ray.init(num_cpus=2)
     arr = np.arange(5 * MB // 8, dtype=np.float64)
 
@@ -113,7 +69,7 @@ def test_many_large_task_arguments_leave_nothing_after_shutdown(ray_module):
     for r in results[:: 6]:
         assert r[-1] == 2 * arr[-1]
     worker_pids = set(ray.get([pid.remote() for _ in range(8)], timeout=30))
-    started = _descendants(os.getpid()) - procs_before
+    started = descendants(os.getpid()) - procs_before
     assert worker_pids, "no worker pids"
     for name in _shm() - shm_before:  # segments the runtime made while running: readable by their owner only
         try:
@@ -125,9 +81,12 @@ def test_many_large_task_arguments_leave_nothing_after_shutdown(ray_module):
     del results, stored
     ray.shutdown()
 
-    assert _wait(lambda: not (_shm() - shm_before), 5), f"left in /dev/shm: {sorted(_shm() - shm_before)}"
-    leftovers = lambda: {p for p in (started | worker_pids) if _alive(p)} - _python_singletons(started)  # noqa: E731
-    assert _wait(lambda: not leftovers(), 5), f"processes left after shutdown: {_describe(leftovers())}"
+    assert wait_until(lambda: not (_shm() - shm_before), 5), f"left in /dev/shm: {sorted(_shm() - shm_before)}"
+
+    def leftovers():
+        return {p for p in (started | worker_pids) if process_alive(p)} - _python_singletons(started)
+
+    assert wait_until(lambda: not leftovers(), 5), f"processes left after shutdown: {_describe(leftovers())}"
     assert kept.shape == arr.shape
 
 
@@ -178,28 +137,26 @@ def test_sigkilled_driver_leaves_no_workers_or_segments(tmp_path):
         )
     family = set()
     try:
-        ready, deadline = "", time.monotonic() + 60
-        while "ready" not in ready and time.monotonic() < deadline and driver.poll() is None:
-            if select.select([driver.stdout], [], [], 0.5)[0]:
-                ready += driver.stdout.readline()
+        ready = read_until(driver, "ready")
         assert "ready" in ready, f"driver did not start: {(tmp_path / 'driver.err').read_text()[-3000:]}"
         with open(tmp_path / "long.pid") as f:
             long_pid = int(f.read())
-        family = _descendants(driver.pid) | {long_pid}
-        assert _alive(long_pid)
+        family = descendants(driver.pid) | {long_pid}
+        assert process_alive(long_pid)
 
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait(timeout=10)
 
-        survivors = lambda: {p for p in family if _alive(p)}  # noqa: E731
-        assert _wait(lambda: not survivors(), 5), f"processes of the killed driver still alive: {_describe(survivors())}"
-        assert _wait(lambda: not (_shm() - shm_before), 5), f"left in /dev/shm: {sorted(_shm() - shm_before)}"
+        survivors = lambda: {p for p in family if process_alive(p)}  # noqa: E731
+        assert wait_until(lambda: not survivors(), 5), \
+            f"processes of the killed driver still alive: {_describe(survivors())}"
+        assert wait_until(lambda: not (_shm() - shm_before), 5), f"left in /dev/shm: {sorted(_shm() - shm_before)}"
     finally:
         if driver.poll() is None:
             driver.kill()
             driver.wait()
         for p in family:
-            if _alive(p):
+            if process_alive(p):
                 try:
                     os.kill(p, signal.SIGKILL)
                 except OSError:
@@ -233,7 +190,7 @@ def test_object_store_memory_is_a_limit_with_a_clear_error(ray_module, exception
         except exceptions.ObjectStoreFullError:
             return None
 
-    third = _wait(put_again, 5)
+    third = wait_until(put_again, 5)
     assert third is not None, "memory not reusable after the refs were dropped"
     assert ray.get(third)[-1] == 3.0
 
