@@ -11,7 +11,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import time
 from collections import namedtuple
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"

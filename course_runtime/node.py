@@ -48,10 +48,13 @@ from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_from,
 JOB_ID = "01000000"
 EVENT_LOG_LENGTH = 200_000
 MAX_EXTRA_WORKERS = 32  # workers started beyond num_cpus, for 0-CPU tasks and tasks blocked in get
-TINY_TASK_S = 0.001  # a function whose last TINY_RUNS runs each took less than this is "tiny": see
-TINY_RUNS = 3         # _pipeline_tiny_tasks
-PIPELINE_DEPTH = 4  # at most this many tiny tasks wait in a busy worker's pipe behind the one it runs,
-PIPELINE_STOP_S = 0.01  # and none are added behind one that has been running longer than this
+# Pipelining of tiny tasks (see _pipeline_tiny_tasks): a function is "tiny" once its last TINY_RUNS runs each took
+# under TINY_TASK_S; at most PIPELINE_DEPTH of its tasks wait in a busy worker's pipe, and none are added behind a
+# task that has been running for longer than PIPELINE_STOP_S.
+TINY_TASK_S = 0.001
+TINY_RUNS = 3
+PIPELINE_DEPTH = 4
+PIPELINE_STOP_S = 0.01
 
 
 class ObjectEntry:
@@ -224,7 +227,8 @@ class Node(ActorManager):
         """When every CPU is busy and tiny tasks are waiting, queue a few in the pipes of workers that run tiny
         tasks of the same shape, so they start the moment the current one ends. For a task that lasts
         microseconds, the round trip through this process costs more than the task: without this, workers
-        would sit idle most of the time. Ray does the same: it pipelines tasks to a worker it has leased.
+        would sit idle most of the time. (Ray's owner reuses a leased worker for the next task of the same kind;
+        this goes one step further and sends the next few before the current one ends.)
         The queued task takes over the resources of the one before it (see _release); if that one blocks in
         get(), the worker hands queued tasks back ("bounce"), so they can never wait for each other."""
         now = time.monotonic()
@@ -260,18 +264,7 @@ class Node(ActorManager):
         blocked writing to a worker that is itself blocked writing to the driver would wait forever."""
         if worker.sock is None:
             return
-        data = frame(message)
-        if not worker.outbox:  # the usual case: the pipe has room, write it straight away
-            try:
-                sent = worker.sock.send(data, socket.MSG_DONTWAIT)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                return  # the worker is gone; the IO thread handles its exit
-            if sent == len(data):
-                return
-            data = data[sent:]
-        worker.outbox += data
+        worker.outbox += frame(message)
         self._flush(worker)
 
     def _flush(self, worker):
@@ -918,11 +911,8 @@ class Node(ActorManager):
             elif any(w.worker is worker for w in self.waiters):
                 self._answer_waiters()  # it is blocked in get/wait: answer "cancelled"
             else:  # the signal raises KeyboardInterrupt inside the task, if it is still the one named
+                worker.signal_after_flush = True  # sent by _flush, once the message is in the pipe
                 self._send(worker, ("cancel_task", task.task_id))
-                if worker.outbox:
-                    worker.signal_after_flush = True
-                else:
-                    os.kill(worker.pid, signal.SIGUSR1)
 
     def runtime_context(self):
         return RuntimeContext(JOB_ID, self.node_id, self.namespace)

@@ -89,16 +89,24 @@ def random_hex(nbytes):
 
 
 _task_counter = itertools.count(1)
-_task_prefix = [None, None]  # (pid, random prefix): a forked child must not repeat its parent's ids
+_task_prefix = random_hex(16)
 
 
 def random_task_id():
     """24 bytes, as in Ray: a random prefix drawn once per process, then a counter (cheaper than 24 random bytes
     for every task, and still never repeated across processes or sessions)."""
-    pid = os.getpid()
-    if _task_prefix[0] != pid:
-        _task_prefix[:] = [pid, random_hex(16)]
-    return f"{_task_prefix[1]}{next(_task_counter):016x}"
+    return f"{_task_prefix}{next(_task_counter):016x}"
+
+
+def _after_fork_in_child():
+    """A forked child must not repeat its parent's ids: fresh randomness, a fresh prefix."""
+    global _task_prefix
+    _random.seed(os.urandom(32))
+    _task_prefix = random_hex(16)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class LocalRefCounts:

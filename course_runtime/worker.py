@@ -144,11 +144,9 @@ class WorkerClient:
                     message = self.conn.recv()
                     if message[0] == "reply" and message[1] == request_id:
                         return message[2]
-                    if message[0] == "cancel_call":
-                        self.cancelled_calls.add(message[1])
-                    elif message[0] == "cancel_task":
-                        self.cancel_pending = self.cancel_pending or self._is_current(message[1])
-                    elif message[0] == "task":
+                    if self._take_cancel_news(message):
+                        continue
+                    if message[0] == "task":
                         # A task the driver queued behind this one (see Node._pipeline_tiny_tasks). This one now
                         # waits, perhaps for that very task: hand it back to run elsewhere, or both would wait.
                         self.send("bounce", message[1])
@@ -176,24 +174,14 @@ class WorkerClient:
         In a sync actor, cancel is cooperative instead: read the "cancel_call" news so is_canceled() turns True."""
         if self.actor_id is not None:
             if not self.in_runtime_call:
-                while self.conn.poll():
-                    message = self.conn.recv()
-                    if message[0] == "cancel_call":
-                        self.cancelled_calls.add(message[1])
-                    else:
-                        self.backlog.append(message)
+                self._read_cancel_news()
             return
         # The driver sent ("cancel_task", id) before the signal: the task is cancelled only if that names the task
         # running now (the signal may land just after that task ended and the next queued one began). The request
         # loop reads such messages itself; otherwise, read them here (only from inside user code: between tasks the
         # main thread may be in the middle of reading a message, and nothing is left to cancel anyway).
         if self.in_user_code and not self.request_lock.locked():
-            while self.conn.poll():
-                message = self.conn.recv()
-                if message[0] == "cancel_task":
-                    self.cancel_pending = self.cancel_pending or self._is_current(message[1])
-                else:
-                    self.backlog.append(message)
+            self._read_cancel_news()
         if self.cancel_pending and self.in_user_code and not self.in_runtime_call:
             if frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
                 # The task is in the runtime's own bookkeeping (an ObjectRef's __del__, a put between writing and
@@ -203,6 +191,23 @@ class WorkerClient:
             self.cancel_pending = False
             raise KeyboardInterrupt
         # Otherwise it stays pending: raise_pending_cancel() raises it as soon as the runtime code is done.
+
+    def _read_cancel_news(self):
+        """In the signal handler: read what waits in the pipe; cancels are noted, the rest is kept for later."""
+        while self.conn.poll():
+            message = self.conn.recv()
+            if not self._take_cancel_news(message):
+                self.backlog.append(message)
+
+    def _take_cancel_news(self, message):
+        """Note a cancel message (an actor call's, or this task's) and return True; False for any other message."""
+        if message[0] == "cancel_call":
+            self.cancelled_calls.add(message[1])
+        elif message[0] == "cancel_task":
+            self.cancel_pending = self.cancel_pending or self._is_current(message[1])
+        else:
+            return False
+        return True
 
     def _is_current(self, task_id):
         current = self.task

@@ -246,6 +246,20 @@ def read_until(process, text, timeout=60.0):
     return seen
 
 
+def kill_driver_and_family(driver, family):
+    """Clean-up after a test that ran a driver subprocess: it and every process it started, killed if alive."""
+    if driver.poll() is None:
+        driver.kill()
+        driver.wait()
+    for pid in family:
+        if process_alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    driver.stdout.close()
+
+
 def descendants(pid):
     """Every living process below `pid` (children of all its threads, their children, ...)."""
     found, todo = set(), [pid]

@@ -6,6 +6,7 @@ course_only. Actors that hold resources are killed at the end of their test, bec
 is reused between tests; named actors get names unique to their test for the same reason.
 """
 
+import contextlib
 import gc
 import os
 import re
@@ -301,10 +302,9 @@ def test_default_actors_hold_no_cpu_while_alive(ray_start, poll):
         ray.kill(a)
 
 
-def test_default_actor_is_placed_even_when_every_cpu_is_busy(ray_start, sync, tmp_path):
-    """While two tasks hold both CPUs, a default actor still starts (Ray's "1 CPU to place it" only asks that the
-    node has a CPU at all; the actor holds none), but an actor with num_cpus=1 waits for a free CPU."""
-    ray = ray_start
+@contextlib.contextmanager
+def _both_cpus_held(ray, sync, tmp_path):
+    """Two tasks hold both CPUs (of ray_start's 2) until the block ends; then they must have finished normally."""
     release = str(tmp_path / "release")
 
     @ray.remote
@@ -316,6 +316,17 @@ def test_default_actor_is_placed_even_when_every_cpu_is_busy(ray_start, sync, tm
     held = [hold.remote(s, release) for s in started]
     try:
         assert sync.wait_for_all(started, 60)
+        yield
+    finally:
+        sync.touch(release)
+    assert ray.get(held, timeout=60) == [True, True]
+
+
+def test_default_actor_is_placed_even_when_every_cpu_is_busy(ray_start, sync, tmp_path):
+    """While two tasks hold both CPUs, a default actor still starts (Ray's "1 CPU to place it" only asks that the
+    node has a CPU at all; the actor holds none), but an actor with num_cpus=1 waits for a free CPU."""
+    ray = ray_start
+    with _both_cpus_held(ray, sync, tmp_path):
         Counter = _make_counter(ray)
         default, one_cpu = Counter.remote(), Counter.options(num_cpus=1).remote()
         default_ref, one_cpu_ref = default.incr.remote(), one_cpu.incr.remote()
@@ -323,9 +334,6 @@ def test_default_actor_is_placed_even_when_every_cpu_is_busy(ray_start, sync, tm
         assert ready, "a default actor waited for a free CPU"
         ready, _ = ray.wait([one_cpu_ref], timeout=1.0)
         assert not ready, "a num_cpus=1 actor started although no CPU was free"
-    finally:
-        sync.touch(release)
-    assert ray.get(held, timeout=60) == [True, True]
     assert ray.get([default_ref, one_cpu_ref], timeout=60) == [1, 1]
     ray.kill(one_cpu)
 
@@ -1451,25 +1459,12 @@ def test_calls_made_before_the_last_handle_went_away_run_even_if_the_actor_had_n
     """The handle is dropped while the actor still waits for a CPU (num_cpus=1, both CPUs busy): once it can
     start, it is created and runs the calls already made (as `ray.get(Cls.remote().method.remote())` expects)."""
     ray = ray_start
-    release = str(tmp_path / "release")
-
-    @ray.remote
-    def hold(started, release):
-        sync.touch(started)
-        return sync.wait_for(release, 60)
-
-    started = [str(tmp_path / f"started{i}") for i in range(2)]
-    held = [hold.remote(s, release) for s in started]
-    try:
-        assert sync.wait_for_all(started, 60)
+    with _both_cpus_held(ray, sync, tmp_path):
         c = _make_counter(ray).options(num_cpus=1).remote()
         refs = [c.incr.remote(), c.incr.remote()]
         del c
         gc.collect()
         time.sleep(0.5)
-    finally:
-        sync.touch(release)
-    assert ray.get(held, timeout=60) == [True, True]
     assert ray.get(refs, timeout=60) == [1, 2]
 
 

@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import descendants, process_alive, read_until, wait_until
+from conftest import descendants, kill_driver_and_family, process_alive, read_until, wait_until
 
 MB = 2**20
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -188,13 +188,7 @@ def test_sigkilled_driver_in_the_middle_of_work_leaves_no_process_and_no_segment
             for name in folders:
                 assert not os.path.exists(os.path.join(tempfile.gettempdir(), name)), "dead session not swept"
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        for p in family:
-            if process_alive(p):
-                os.kill(p, signal.SIGKILL)
-        driver.stdout.close()
+        kill_driver_and_family(driver, family)
 
 
 # --------------------------------------------------------------------------- shutdown() and init() again

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import descendants, process_alive, read_until, wait_until
+from conftest import descendants, kill_driver_and_family, process_alive, read_until, wait_until
 
 pytestmark = pytest.mark.course_only
 
@@ -152,16 +152,7 @@ def test_sigkilled_driver_leaves_no_workers_or_segments(tmp_path):
             f"processes of the killed driver still alive: {_describe(survivors())}"
         assert wait_until(lambda: not (_shm() - shm_before), 5), f"left in /dev/shm: {sorted(_shm() - shm_before)}"
     finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        for p in family:
-            if process_alive(p):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
-        driver.stdout.close()
+        kill_driver_and_family(driver, family)
 
 
 _SIZE_IN_MESSAGE = re.compile(r"\d+(\.\d+)?\s*(bytes|[KMG]i?B)\b")
