@@ -38,6 +38,9 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
 
 
 _MAIN_THREAD = threading.main_thread()
+# After a message, a worker whose previous message came within SPIN_S of its last answer (a driver sending work one
+# piece at a time, in a loop) watches its pipe for SPIN_S before sleeping: see Channel.recv.
+SPIN_S = 0.0002
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -88,6 +91,7 @@ class WorkerClient:
         self.request_ids = itertools.count()
         self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
+        self.idle = False  # the main thread is waiting in serve() for the next message
         self.calls = 0  # tasks run so far (a delayed cancel checks it is still for the same task)
         self.backlog = collections.deque()  # messages that arrived while a task waited for a reply
         self.actor = self.actor_id = self.actor_name = self.class_name = None
@@ -173,7 +177,7 @@ class WorkerClient:
         """`cancel()` of the running task: raise KeyboardInterrupt in it, but never in the middle of pipe I/O.
         In a sync actor, cancel is cooperative instead: read the "cancel_call" news so is_canceled() turns True."""
         if self.actor_id is not None:
-            if not self.in_runtime_call:
+            if not self.in_runtime_call and not self.idle:  # idle: serve() reads the news itself, next
                 self._read_cancel_news()
             return
         # The driver sent ("cancel_task", id) before the signal: the task is cancelled only if that names the task
@@ -219,6 +223,7 @@ class WorkerClient:
 
     # ---- running tasks ------------------------------------------------------------------------------------
     def serve(self):
+        spin_s = 0.0
         while True:
             if self.pending_terminate is not None and not self.running_calls:
                 self.terminate(*self.pending_terminate)
@@ -231,7 +236,10 @@ class WorkerClient:
                         if self.exit_requested:
                             sys.exit(0)
                         continue
-                    message = self.conn.recv()
+                    self.idle, idle_since = True, time.perf_counter()
+                    message = self.conn.recv(spin_s)
+                    self.idle = False
+                    spin_s = SPIN_S if time.perf_counter() - idle_since < SPIN_S else 0.0
                 except (EOFError, OSError):
                     return
             kind = message[0]

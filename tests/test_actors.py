@@ -1011,8 +1011,9 @@ def test_ray_terminate_ends_the_actor_gracefully(ray_start, exceptions, tmp_path
     before = [actor.incr.remote() for _ in range(3)]
     actor.__ray_terminate__.remote()
     assert ray.get(before, timeout=30) == [1, 2, 3]
-    assert poll(lambda: marker.exists(), timeout=15), "atexit handler did not run on __ray_terminate__"
-    assert marker.read_text() == "atexit ran"
+    # the file exists a moment before its text is written: wait for the text
+    assert poll(lambda: marker.exists() and marker.read_text() == "atexit ran", timeout=15), \
+        "atexit handler did not run on __ray_terminate__"
     assert poll(lambda: not _alive(pid), timeout=10), "the terminated actor's process is still alive"
     with pytest.raises(exceptions.ActorDiedError):
         ray.get(actor.incr.remote(), timeout=20)

@@ -290,8 +290,42 @@ def test_ctrl_c_during_get_or_wait_returns_control_at_once_and_the_runtime_still
             calls[call]()
     assert time.monotonic() - started < 10, "Ctrl-C did not interrupt the call promptly"
     sync.touch(release)
+    # wait() first: nobody is in get() now, so the result must arrive on its own (in the course runtime, a get of
+    # one result reads the worker's pipe itself; after the interrupt the IO thread must take that pipe back)
+    assert ray.wait([ref], timeout=60)[0] == [ref]
     assert ray.get(ref, timeout=60) == "done"
     _runtime_still_works(ray)
+
+
+def test_threads_each_getting_their_own_results_one_at_a_time(ray_start):
+    """Six threads submit and get small tasks one at a time, all at once, while the main thread waits for a slower
+    task: every result is right, and no thread is left waiting (in the course runtime, each getter may be reading
+    a worker's pipe itself, and must hand results that are not its own to the others)."""
+    ray = ray_start
+
+    @ray.remote
+    def double(x):
+        return 2 * x
+
+    @ray.remote
+    def slow():
+        time.sleep(1)
+        return "slow"
+
+    slow_ref = slow.remote()
+    results = {}
+
+    def one_at_a_time(n):
+        results[n] = [ray.get(double.remote(n * 1000 + i), timeout=60) for i in range(150)]
+
+    threads = [threading.Thread(target=one_at_a_time, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    assert ray.get(slow_ref, timeout=60) == "slow"
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads), "a thread is still waiting for its result"
+    assert results == {n: [2 * (n * 1000 + i) for i in range(150)] for n in range(6)}
 
 
 @course_only
@@ -321,6 +355,8 @@ def test_ctrl_c_at_random_moments_never_breaks_the_runtime(course):
             try:
                 refs = [identity.remote(i) for i in range(10)]
                 ray.get(refs)
+                for i in range(5):  # one at a time: the getter reads the worker's pipe itself
+                    assert ray.get(identity.remote(i)) == i
                 ray.wait(refs, num_returns=len(refs))
                 ray.get(ray.put(np.ones(30_000)))  # a large put: interrupted half-way sometimes
             except KeyboardInterrupt:
