@@ -8,16 +8,7 @@ import time
 import numpy as np
 import pytest
 
-import course_runtime as ray
-
 pytestmark = pytest.mark.course_only
-
-
-@pytest.fixture
-def rt():
-    ray.init(num_cpus=2)
-    yield ray
-    ray.shutdown()
 
 
 def cpu_seconds(pid):
@@ -26,7 +17,8 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def test_results_errors_and_large_values_one_at_a_time(rt):
+def test_results_errors_and_large_values_one_at_a_time(ray_start):
+    ray = ray_start
     @ray.remote(max_retries=0)
     def work(i):
         if i % 97 == 0:
@@ -47,7 +39,8 @@ def test_results_errors_and_large_values_one_at_a_time(rt):
             assert ray.get(ref, timeout=60) == i * i
 
 
-def test_actor_calls_one_at_a_time_keep_their_order(rt):
+def test_actor_calls_one_at_a_time_keep_their_order(ray_start):
+    ray = ray_start
     @ray.remote
     class Counter:
         def __init__(self):
@@ -61,7 +54,8 @@ def test_actor_calls_one_at_a_time_keep_their_order(rt):
     assert [ray.get(counter.add.remote(1), timeout=60) for _ in range(2000)] == list(range(1, 2001))
 
 
-def test_an_idle_runtime_uses_no_cpu_after_a_loop_of_small_tasks(rt):
+def test_an_idle_runtime_uses_no_cpu_after_a_loop_of_small_tasks(ray_start):
+    ray = ray_start
     """Watching a pipe without sleeping must stop when the work stops, in the workers and in the driver."""
     @ray.remote
     def noop():
