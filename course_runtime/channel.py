@@ -12,6 +12,7 @@ import time
 
 _LENGTH = struct.Struct("!i")
 RECEIVE_CHUNK = 64 * 1024  # bytes asked for per read
+_yield_cpu = getattr(os, "sched_yield", lambda: None)  # not every Unix Python has it
 
 
 def frame(message):
@@ -53,7 +54,7 @@ class Channel:
         if spin_s and not self._messages:
             deadline = time.perf_counter() + spin_s
             while not self._poller.poll(0) and time.perf_counter() < deadline:
-                os.sched_yield()  # anything else runnable on this core goes first
+                _yield_cpu()  # anything else runnable on this core goes first
         while not self._messages:  # one read usually brings a whole message, often several
             chunk = self.sock.recv(RECEIVE_CHUNK)
             if not chunk:
