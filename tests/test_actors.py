@@ -1054,6 +1054,16 @@ def test_ray_terminate_lets_earlier_calls_finish_and_refuses_later_ones(ray_star
     before = [actor.sleep.remote(0.4) for _ in range(3)]
     actor.__ray_terminate__.remote()
     after = actor.sleep.remote(0)
+    if kind == "async" and ray.__name__ == "ray":
+        # Real Ray races here (README, Differences): it may end an async actor while the earlier calls still await
+        # (seen in a CI run), so they may fail instead. The course runtime lets them finish: checked below.
+        try:
+            ray.get(before, timeout=30)
+        except exceptions.ActorDiedError:
+            pass
+        with pytest.raises(exceptions.ActorDiedError):
+            ray.get(after, timeout=30)
+        return
     counts = ray.get(before, timeout=30)  # each returns how many calls had started when it finished
     if kind == "threaded":
         # Real Ray races here: the later call sometimes gets a free thread before the actor exits (2 of 4 runs),
