@@ -38,10 +38,10 @@ from .serialization import (INLINE_LIMIT, describe_unpicklable, deserialize_from
 
 
 _MAIN_THREAD = threading.main_thread()
-# After a message, a worker whose previous message came within SPIN_S of its last answer (a driver sending work one
-# piece at a time, in a loop) watches its pipe for SPIN_S before sleeping: see Channel.recv.
-SPIN_S = 0.0002
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# A worker whose last wait for a message was shorter than SPIN_S (a driver sending work one piece at a time) watches
+# its pipe for up to SPIN_S before it sleeps next time (see Channel.recv); one longer wait ends that.
+SPIN_S = 0.0002
 
 
 def main():
