@@ -56,8 +56,9 @@ BACKEND_TITLES = {"course": "course_runtime", "ppe": "ProcessPoolExecutor", "ray
 # ---------------------------------------------------------------------------------------------------------------
 
 class Figure:
-    def __init__(self, key, title, unit, higher_is_better, goal=None, check=None, ratio=True):
+    def __init__(self, key, title, unit, higher_is_better, goal=None, check=None, ratio=True, peers_of=None):
         self.key, self.title, self.unit = key, title, unit
+        self.peers_of = peers_of or key  # the figure whose peer values the ratios and the goal compare with
         self.ratio = ratio  # False where a ratio means nothing (a growth of a few MB either way is noise)
         self.higher_is_better = higher_is_better
         self.goal = goal  # text shown in the table
@@ -91,6 +92,9 @@ FIGURES = [
     Figure("read_shared_8", "8 tasks read one 100 MB array", "s", False, "< 0.2 s", lambda v, p: v < 0.2),
     Figure("wait_10k", "tiny tasks consumed with wait", "s", False),
     Figure("images_8", "seed example: 8 images, 1 s each", "s", False),
+    Figure("qsort_2m", "quicksort tree of tasks, 2M items", "s", False),
+    Figure("qsort_4m", "quicksort tree, 4M items (peers: 2M)", "s", False, "< Ray's time for 2M items",
+           lambda v, p: None if p.get("ray") is None else v < p["ray"], peers_of="qsort_2m"),
     Figure("driver_memory", "driver RSS growth over many tasks", "MB", False, "< 50 MB (100,000 tasks)",
            lambda v, p: v < 50, ratio=False),
 ]
@@ -99,7 +103,7 @@ FIGURE = {f.key: f for f in FIGURES}
 # Workloads in the order a worker runs them. "startup" yields two figures (startup and shutdown), "actors" two.
 # driver_memory runs before the 100 MB workloads so that their large allocations cannot blur it.
 WORKLOADS = ["startup", "tasks_serial", "tasks_pipelined", "actors", "driver_memory", "wait_10k",
-             "put_100mb", "get_stored_100mb", "read_shared_8", "images_8"]
+             "put_100mb", "get_stored_100mb", "read_shared_8", "images_8", "qsort_2m", "qsort_4m"]
 QUICK_WORKLOADS = [w for w in WORKLOADS if w != "images_8"]
 
 
@@ -112,6 +116,8 @@ class Sizes:
         self.wait = 1000 if quick else 10_000  # tasks consumed one by one with wait()
         self.memory_tasks = 10_000 if quick else 100_000  # tasks for the driver-memory figure, in batches of 1,000
         self.array_bytes = 100_000_000  # the "100 MB" array: 12.5 million float64
+        # the recursive quicksort of issue 16 (a tree of tasks that get their children): items for qsort_2m, qsort_4m
+        self.qsort = {"qsort_2m": 200_000 if quick else 2_000_000, "qsort_4m": 400_000 if quick else 4_000_000}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -285,6 +291,41 @@ class RayAPI(Workloads):
         value, samples = self.median(lambda: timed(run))
         return {"wait_10k": (value, samples, {"tasks": n})}
 
+    def qsort(self, key):
+        """Issue 16's program: each task above 50,000 items splits its list around a pivot, sorts both halves in
+        child tasks and blocks in get() on them, so one process waits per inner node of the tree."""
+        rt, n = self.rt, self.sizes.qsort[key]
+
+        @rt.remote
+        def qsort(xs):
+            if len(xs) <= 50_000:
+                return sorted(xs)
+            pivot = xs.pop()
+            lesser = [x for x in xs if x <= pivot]
+            greater = [x for x in xs if x > pivot]
+            left, right = qsort.remote(lesser), qsort.remote(greater)
+            return rt.get(left) + [pivot] + rt.get(right)
+
+        import numpy as np
+        data = np.random.default_rng(1).integers(0, 1_000_000, n).tolist()
+        expected = sorted(data)
+
+        def once():
+            start = time.perf_counter()
+            result = rt.get(qsort.remote(data))
+            elapsed = time.perf_counter() - start
+            if result != expected:
+                raise AssertionError("the quicksort tree returned a wrong result")
+            return elapsed
+        value, samples = median_of(min(self.repeat, 3), once, self.budget_s)
+        return {key: (value, samples, {"items": n})}
+
+    def qsort_2m(self):
+        return self.qsort("qsort_2m")
+
+    def qsort_4m(self):
+        return self.qsort("qsort_4m")
+
     def put_100mb(self, array):
         def once():
             start = time.perf_counter()
@@ -393,6 +434,12 @@ class PPE(Workloads):
                     f.result()
         value, samples = self.median(lambda: timed(run))
         return {"wait_10k": (value, samples, {"tasks": n})}
+
+    def qsort_2m(self):
+        return {"qsort_2m": ("n/a: a task cannot submit tasks to its own pool", [], {})}
+
+    def qsort_4m(self):
+        return {"qsort_4m": ("n/a: a task cannot submit tasks to its own pool", [], {})}
 
     def put_100mb(self, array):
         return {"put_100mb": ("n/a: no object store", [], {})}
@@ -690,13 +737,15 @@ def summarise(results, backends):
         if all(v is None for v in values.values()):
             continue
         course = number(values.get("course"))
+        peer_values = {b: results["backends"].get(b, {}).get("figures", {}).get(fig.peers_of, {}).get("value")
+                       for b in backends}
         ratios = {}
         for peer in ("ppe", "ray"):
-            p = number(values.get(peer))
+            p = number(peer_values.get(peer))
             ratios[f"course/{peer}"] = round(course / p, 4) if fig.ratio and course is not None and p else None
         met = None
         if fig.check and course is not None:
-            met = fig.check(course, {b: number(values.get(b)) for b in ("ppe", "ray")})
+            met = fig.check(course, {b: number(peer_values.get(b)) for b in ("ppe", "ray")})
         rows.append({"figure": fig.key, "title": fig.title, "unit": fig.unit,
                      "better": "higher" if fig.higher_is_better else "lower",
                      "values": values, "ratios": ratios, "goal": fig.goal, "goal_met": met})

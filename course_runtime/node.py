@@ -45,13 +45,25 @@ from .channel import RECEIVE_CHUNK, frame, unframe
 from .options import resource_demand
 from .remote_function import pack_arguments
 from .runtime_context import RuntimeContext
-from .scheduler import NodeResources, ReadyQueues, to_units
+from .scheduler import NodeResources, ReadyQueues, describe, to_units
 from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_from, deserialize_inline, serialize
 
 JOB_ID = "01000000"
 _MAIN_THREAD_ID = threading.main_thread().ident
 EVENT_LOG_LENGTH = 200_000
-MAX_EXTRA_WORKERS = 32  # workers started beyond num_cpus, for 0-CPU tasks and tasks blocked in get
+# The worker pool. Workers whose task is blocked in get()/wait() have lent their CPUs to other tasks, so they do not
+# count against the pool's size (as in Ray, where a blocked worker is not part of the soft limit): every task that
+# gets resources also gets a worker, and a tree of nested tasks cannot stall for want of one. At most
+# MAX_EXTRA_WORKERS run beyond num_cpus (for 0-CPU tasks); the pool as a whole, blocked workers included, stops at a
+# hard bound taken from the machine's memory and file limits (max_pool_size). Tasks that can never start (every
+# started task is blocked waiting for them, and they lack a worker or resources only those tasks could give back)
+# fail after STALL_S with an error that says why. Pool workers beyond num_cpus that stay idle for IDLE_WORKER_S
+# exit (Ray: idle_worker_killing_time_threshold_ms, 1 s).
+MAX_EXTRA_WORKERS = 32
+WORKER_MEMORY_BUDGET = 64 * 2**20
+STALL_S = 2.0
+IDLE_WORKER_S = 1.0
+POOL_CHECK_S = 0.25
 # Pipelining of tiny tasks (see _pipeline_tiny_tasks): a function is "tiny" once its last TINY_RUNS runs each took
 # under TINY_TASK_S; at most PIPELINE_DEPTH of its tasks wait in a busy worker's pipe, and none are added behind a
 # task that has been running for longer than PIPELINE_STOP_S.
@@ -111,7 +123,7 @@ class TaskRecord:
 class WorkerHandle:
     __slots__ = ("pid", "process", "sock", "fd", "outbox", "inbox", "functions", "task", "queued", "lent",
                  "holding", "unsealed", "ready", "actor", "signal_after_flush", "task_since", "claimed_until",
-                 "claimed_at")
+                 "claimed_at", "retiring", "idle_since")
 
     def __init__(self, process, sock):
         self.pid, self.process, self.sock, self.fd = process.pid, process, sock, sock.fileno()
@@ -123,6 +135,8 @@ class WorkerHandle:
         self.task_since = 0.0  # time.monotonic() when `task` started
         self.signal_after_flush = False  # a cancel signal to send once the outbox (with its cancel_task) is out
         self.claimed_until = self.claimed_at = 0.0  # a getter reads this pipe itself until then (see Node._wait)
+        self.retiring = False  # told to exit (idle beyond num_cpus): it takes no more tasks
+        self.idle_since = time.monotonic()
 
 
 class Waiter:
@@ -175,6 +189,10 @@ class Node(ActorManager):
         self.callbacks_due = []
         self.tiny_runs = {}  # function id -> how many of its latest runs in a row took under TINY_TASK_S
         self.startup_failures = 0
+        self.max_pool_size = max_pool_size(num_cpus, memory)
+        self.pool_checked = 0.0
+        self.stall = None  # (since when, what) tasks have been stuck: see _check_pool
+        self.tasks_finished = 0
         self.errors_stored = 0
         self.alive = True
         self.wakeup_r, self.wakeup_w = os.pipe()
@@ -206,11 +224,86 @@ class Node(ActorManager):
 
     def _idle_worker(self):
         for worker in reversed(self.workers):  # most recently used first: its caches are warm
-            if worker.task is None and worker.sock is not None and worker.actor is None:
+            if worker.task is None and worker.sock is not None and worker.actor is None and not worker.retiring:
                 return worker
-        if len(self.workers) < self.num_cpus + MAX_EXTRA_WORKERS and self.startup_failures < 3:
+        pool = sum(1 for w in self.workers if w.actor is None and not w.retiring)
+        blocked = len({id(w.worker) for w in self.waiters if w.worker.actor is None})
+        if (pool - blocked < self.num_cpus + MAX_EXTRA_WORKERS and pool < self.max_pool_size
+                and self.startup_failures < 3):
             return self._start_worker()
         return None
+
+    def _check_pool(self, now):
+        """Every POOL_CHECK_S (the IO thread): retire pool workers idle beyond num_cpus, and fail the tasks that
+        can never start (see _stuck_tasks) once they have been stuck for STALL_S, saying why."""
+        self.pool_checked = now
+        pool = [w for w in self.workers if w.actor is None and not w.retiring and w.sock is not None]
+        idle = [w for w in pool if w.task is None and not w.queued and now - w.idle_since > IDLE_WORKER_S]
+        for worker in idle[:max(0, len(pool) - max(1, int(self.num_cpus + 0.9999)))]:
+            worker.retiring = True
+            self._send(worker, ("exit",))
+            self._log("worker_retired", worker.pid)
+        stuck = self._stuck_tasks() if self.waiters and self.ready_queue else []
+        signature = (frozenset(t.task_id for t in stuck), self.tasks_finished)
+        if not stuck:
+            self.stall = None
+        elif self.stall is None or self.stall[1] != signature:
+            self.stall = (now, signature)
+        elif now - self.stall[0] > STALL_S:
+            self.stall = None
+            for task in stuck:
+                self._fail(task, TaskUnschedulableError(self._why_stuck(task, len(pool))))
+            self._answer_waiters()
+            self._schedule()
+            self.changed.notify_all()
+
+    def _stuck_tasks(self):
+        """Ready tasks that can never start. Every task that has started is blocked in get()/wait() without a
+        timeout, waiting (directly, or through a task's arguments) for these; and these found no worker or not
+        enough resources, which only those blocked tasks could give back. Ray waits forever here."""
+        forever = {id(w.worker) for w in self.waiters if w.deadline is None}
+        if any((w.task is not None or w.queued) and id(w) not in forever for w in self.workers):
+            return []  # something still runs, or will wake up by itself
+        if any(a.in_flight or a.state not in ("ALIVE", "DEAD") for a in self.actors.values()):
+            return []
+        awaited = [self.objects.get(i) for w in self.waiters for i in w.ids]
+        producers = {e.task for e in awaited if e is not None and e.value is None and e.task is not None}
+        held = collections.Counter()  # what the blocked tasks hold (they have lent their CPUs already)
+        for worker in self.workers:
+            if worker.task is not None and worker.actor is None:
+                held.update({k: v for k, v in worker.task.allocation.units.items() if k != "CPU"})
+        available = self.resources.available
+        stuck, todo = [], list(producers)
+        while todo:
+            task = todo.pop()
+            if task.state == "READY" and all(v <= available.get(k, 0) + held[k] for k, v in task.demand.items()):
+                stuck.append(task)  # (if something else holds what it needs, e.g. an actor, that may still end)
+            elif task.state == "WAITING":
+                for object_id in task.waiting_on:
+                    entry = self.objects.get(object_id)
+                    if entry is not None and entry.task is not None and entry.task not in producers:
+                        producers.add(entry.task)
+                        todo.append(entry.task)
+        return stuck
+
+    def _why_stuck(self, task, pool_size):
+        waiting = sorted({w.worker.task.name for w in self.waiters if w.worker.task is not None})
+        allocation = self.resources.try_acquire(task.demand)
+        if allocation is not None:  # its resources are free: what it lacks is a worker
+            self.resources.release(allocation)
+            return (f"No worker process could be started for task '{task.name}': all {pool_size} worker processes "
+                    f"are inside tasks blocked in ray.get()/ray.wait() ({', '.join(waiting)}), waiting for other "
+                    f"tasks, and {pool_size} is as many as this machine allows at once (one process per blocked "
+                    f"task; the bound comes from its memory and open-file limit, or COURSE_RUNTIME_MAX_WORKERS). A "
+                    f"tree of nested tasks this wide or deep needs more processes than that: give each task more "
+                    f"work (fewer, larger leaves), or have parents return their children's refs instead of blocking "
+                    f"on them.")
+        short = {k: v for k, v in task.demand.items() if v > max(0, self.resources.available.get(k, 0))}
+        return (f"Task '{task.name}' can never start: it needs {describe(short or task.demand)}, and that is held by "
+                f"tasks blocked in ray.get()/ray.wait() waiting for it ({', '.join(waiting)}). A task blocked in "
+                f"get() gives back its CPUs, but not its GPUs or custom resources. Ask for those only in the tasks "
+                f"that use them (e.g. the leaves, not the parent that waits), or have the parent return its "
+                f"children's refs instead of waiting for them. (Ray waits forever here.)")
 
     def _start(self, task, allocation):
         if task.kind == "actor_create":
@@ -284,7 +377,9 @@ class Node(ActorManager):
             while worker.outbox:
                 sent = worker.sock.send(worker.outbox, socket.MSG_DONTWAIT)
                 del worker.outbox[:sent]
-            if worker.signal_after_flush:  # its ("cancel_task", id) is in the pipe now: see _cancel_task
+            # Its ("cancel_task", id) is in the pipe now (see _cancel_task). A worker still starting may not have
+            # its handler yet, and SIGUSR1 would kill it: _msg_ready sends that signal once it says it is ready.
+            if worker.signal_after_flush and worker.ready:
                 worker.signal_after_flush = False
                 os.kill(worker.pid, signal.SIGUSR1)
         except BlockingIOError:
@@ -515,6 +610,7 @@ class Node(ActorManager):
 
     def _finish(self, task, state):
         task.state = state
+        self.tasks_finished += 1
         self.tasks.pop(task.task_id, None)
         if task.worker is not None:
             self._release(task)
@@ -540,6 +636,7 @@ class Node(ActorManager):
             return
         self.resources.release(task.allocation)
         worker.task, task.worker, task.allocation = None, None, None
+        worker.idle_since = time.monotonic()
 
     def _retry(self, task):
         self._release(task)
@@ -667,6 +764,8 @@ class Node(ActorManager):
                     if event & (select.POLLIN | select.POLLHUP | select.POLLERR) and worker.claimed_until < now:
                         inbox.append((worker,) + _receive_all(worker))
                 self._process(inbox)
+                if now - self.pool_checked > POOL_CHECK_S:
+                    self._check_pool(now)
                 callbacks, self.callbacks_due = self.callbacks_due, []
             for callback in callbacks:
                 callback()
@@ -704,6 +803,8 @@ class Node(ActorManager):
     def _msg_ready(self, worker):
         worker.ready = True
         self.startup_failures = 0
+        if worker.signal_after_flush:  # a cancel arrived while it was starting (see _flush)
+            self._flush(worker)
 
     def _msg_done(self, worker, *fields):
         self._on_done(worker, *fields)
@@ -1183,6 +1284,30 @@ def detect_gpu_ids(num_gpus):
 
 
 CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def max_pool_size(num_cpus, memory):
+    """The most pool workers at once, blocked ones included: what memory and the open-file limit allow, never
+    below num_cpus + MAX_EXTRA_WORKERS. COURSE_RUNTIME_MAX_WORKERS sets it (e.g. to see the error it gives).
+
+    >>> max_pool_size(2, 24 * 2**30) >= 2 + MAX_EXTRA_WORKERS
+    True
+    """
+    if os.environ.get("COURSE_RUNTIME_MAX_WORKERS"):
+        try:
+            return max(1, int(os.environ["COURSE_RUNTIME_MAX_WORKERS"]))
+        except ValueError:
+            raise ValueError(f"COURSE_RUNTIME_MAX_WORKERS must be a whole number of worker processes, not "
+                             f"{os.environ['COURSE_RUNTIME_MAX_WORKERS']!r}.") from None
+    try:
+        import resource  # not on Windows
+        open_files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if open_files == resource.RLIM_INFINITY:
+            open_files = 1 << 16
+    except (ImportError, ValueError, OSError):
+        open_files = 1024
+    by_machine = min(memory // WORKER_MEMORY_BUDGET, open_files // 4)
+    return int(max(num_cpus + MAX_EXTRA_WORKERS, by_machine))
 
 
 def total_memory(limit_files=CGROUP_MEMORY_LIMITS):

@@ -92,6 +92,7 @@ class WorkerClient:
         self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
         self.idle = False  # the main thread is waiting in serve() for the next message
+        self.news_waiting = False  # a cancel signal came between tasks: look for its news before the next one
         self.calls = 0  # tasks run so far (a delayed cancel checks it is still for the same task)
         self.backlog = collections.deque()  # messages that arrived while a task waited for a reply
         self.actor = self.actor_id = self.actor_name = self.class_name = None
@@ -186,6 +187,8 @@ class WorkerClient:
         # main thread may be in the middle of reading a message, and nothing is left to cancel anyway).
         if self.in_user_code and not self.request_lock.locked():
             self._read_cancel_news()
+        elif not self.in_user_code:
+            self.news_waiting = True  # e.g. the signal came before the task it names started: call() reads it
         if self.cancel_pending and self.in_user_code and not self.in_runtime_call:
             if frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
                 # The task is in the runtime's own bookkeeping (an ObjectRef's __del__, a put between writing and
@@ -319,6 +322,10 @@ class WorkerClient:
         self.calls += 1
         self.in_user_code = True
         try:
+            if self.news_waiting:
+                self.news_waiting = False
+                self._read_cancel_news()
+                self.raise_pending_cancel()
             return function(*args, **kwargs)
         finally:
             self.in_user_code = False

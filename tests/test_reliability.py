@@ -509,11 +509,15 @@ def test_worker_killed_at_random_moments_of_a_large_result_never_gives_a_corrupt
             return np.arange(4 * 2**20, dtype=np.int64)
 
         ref = pattern.remote(pid_file)
-        assert wait_until(lambda: os.path.exists(pid_file), 60), f"attempt {attempt}: the task did not start"
+        # The previous attempt's kill may have landed after its task had finished, while the worker was idle, and
+        # this task may have been sent to that worker before its death was noticed: then it fails without
+        # starting (WorkerCrashedError, checked below), and there is nothing to kill.
+        assert wait_until(lambda: os.path.exists(pid_file) or ray.wait([ref], timeout=0)[0], 60), \
+            f"attempt {attempt}: the task neither started nor failed"
         time.sleep(random.uniform(0.0, 0.15))
         try:
             os.kill(int(open(pid_file).read()), signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, FileNotFoundError):
             pass
         try:
             value = ray.get(ref, timeout=60)
