@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up and run the course with one command (needs only Python 3.10+).
 
-    python3 course.py open     # create .venv, install the course, open JupyterLab on notebooks/
+    python3 course.py open     # create .venv, install the course, open JupyterLab on notebooks/ (extra arguments
+                               # go to JupyterLab, e.g. `python3 course.py open --no-browser --port 8899`)
     python3 course.py test     # create .venv, install the test tools, run the whole test suite (also on real Ray;
                                # --no-ray runs only the course runtime's part)
     python3 course.py student DIR   # write a copy of the course without the exercise solutions
@@ -29,14 +30,33 @@ def setup(extra):
         except Exception as error:  # Debian/Ubuntu ship venv's pip support separately
             sys.exit(f"Could not create a virtual environment ({error}). On Debian/Ubuntu: "
                      f"apt install python3-venv, then run this command again.")
-    marker = os.path.join(VENV, f".installed-{extra}")
     stamp = str(os.path.getmtime(os.path.join(ROOT, "pyproject.toml")))
-    if not os.path.exists(marker) or open(marker).read() != stamp:
+    if not any(installed(name, stamp) for name in COVERED_BY.get(extra, [extra])):
         print(f"Installing the course runtime and its [{extra}] tools ...", flush=True)
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--upgrade", "pip"], check=True)
         subprocess.run([PYTHON, "-m", "pip", "install", "-q", "-e", f"{ROOT}[{extra}]"], check=True)
-        with open(marker, "w") as f:
+        with open(os.path.join(VENV, f".installed-{extra}"), "w") as f:
             f.write(stamp)
+
+
+# The extras that already hold everything an extra needs: [test] has all of [course] (JupyterLab, ipykernel,
+# matplotlib), so `open` after `test` installs nothing.
+COVERED_BY = {"course": ["course", "test"], "test": ["test"]}
+
+
+def installed(extra, stamp):
+    marker = os.path.join(VENV, f".installed-{extra}")
+    return os.path.exists(marker) and open(marker).read() == stamp
+
+
+def jupyter_lab_command(args):
+    """`jupyter lab notebooks` with the user's arguments. As root (a workshop's Docker container, a CI machine)
+    JupyterLab refuses to start unless told `--allow-root`, so we add it there."""
+    command = [PYTHON, "-m", "jupyter", "lab", "notebooks", *args]
+    running_as_root = hasattr(os, "geteuid") and os.geteuid() == 0
+    if running_as_root and not any(a == "--allow-root" or a.startswith("--ServerApp.allow_root") for a in args):
+        command.append("--allow-root")
+    return command
 
 
 # Tests written only against the public API: they run on the course runtime and on real Ray.
@@ -96,7 +116,8 @@ def main():
     if command == "open":
         setup("course")
         os.chdir(ROOT)
-        os.execv(PYTHON, [PYTHON, "-m", "jupyter", "lab", "notebooks", *sys.argv[2:]])
+        command = jupyter_lab_command(sys.argv[2:])
+        os.execv(command[0], command)
     elif command == "test":
         args = [a for a in sys.argv[2:] if a != "--no-ray"]
         with_ray = "--no-ray" not in sys.argv[2:]

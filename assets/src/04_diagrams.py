@@ -39,8 +39,8 @@ def object_store(png_dir):
     arrow(ax, (53, 14.8), (53, 23.5), color=TASK, ls="--", lw=1.6)
     arrow(ax, (62, 14.8), (85, 23.5), color=TASK, ls="--", lw=1.6)
     ax.text(77, 17.6, "mapped, not copied", ha="left", fontsize=9.5, color=TASK)
-    ax.text(50, 1.5, "Small values (under 100 KiB) skip the shared memory: they travel inside the messages.",
-            ha="center", fontsize=9.5, color=INK)
+    ax.text(50, 1.5, "ray.put always writes here, whatever the size. Only task results and arguments passed by value"
+            " under 100 KiB travel inside the messages.", ha="center", fontsize=9.5, color=INK)
     save(fig, "04_object_store.svg", png_dir)
 
 
