@@ -162,3 +162,11 @@ def test_an_address_with_no_cluster_is_a_clear_error_within_seconds():
                                 {"COURSE_BACKEND": "ray", "RAY_ADDRESS": address}, timeout=20)
     assert code != 0 and seconds < 15, (seconds, out)
     assert address in out and "ray start --head" in out, out
+
+
+def test_notebook_08_checks_fail_on_the_stubs():
+    """Notebook 8 (its own three-node cluster) with its solutions removed: each check cell must fail."""
+    signal.alarm(NOTEBOOK_TIMEOUT_S)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    from notebooks import check_exercises
+    assert check_exercises([os.path.join(ROOT, "notebooks", "08_laptop_to_cluster.ipynb")]) == []
