@@ -285,3 +285,19 @@ def descendants(pid):
 def poll():
     """`poll(predicate, timeout=10)`: wait until predicate() is truthy; returns its last value."""
     return wait_until
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster on this machine: a head and one more node (tests/ray_cluster.py), token authentication on.
+    Started once per session, stopped at the end; the test fails if any of its processes is left behind."""
+    if BACKEND != "ray":
+        pytest.skip("a real Ray cluster: only with COURSE_TEST_BACKEND=ray")
+    from ray_cluster import LocalRayCluster
+
+    cluster = LocalRayCluster().start()
+    try:
+        yield cluster
+    finally:
+        left = cluster.stop()
+        assert not left, f"processes of the test cluster still running: {left}"
