@@ -24,7 +24,35 @@ def load():
         if os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
             # Connect now, so the notebooks' `ray.init(num_cpus=..., ignore_reinit_error=True)` finds Ray
             # running instead of asking a cluster for local resources (which Ray refuses).
-            ray.init(address=os.environ["RAY_ADDRESS"])
+            connect(ray, os.environ["RAY_ADDRESS"])
         return ray
     raise ValueError(f"COURSE_BACKEND={choice!r} is not a backend of this course. Valid values: "
                      f"{', '.join(repr(b) for b in BACKENDS)} (unset means 'course').")
+
+
+START_A_CLUSTER = ("Start one with `ray start --head --port=6379` (then RAY_ADDRESS=127.0.0.1:6379), or unset "
+                   "RAY_ADDRESS to start Ray on this machine.")
+SET_THE_TOKEN = ("If the cluster uses token authentication (Ray 2.60 turns it on by default), set RAY_AUTH_MODE=token "
+                 "and the cluster's token: RAY_AUTH_TOKEN_PATH=<its token file> or RAY_AUTH_TOKEN=<the token> "
+                 "(`ray get-auth-token` on the head node prints it).")
+
+
+def connect(ray, address):
+    """`ray.init(address=...)`, but a clear error within seconds when nothing answers at `address` (Ray itself
+    retries for minutes) or when the cluster refuses this driver (Ray says only "Failed to connect")."""
+    import socket
+
+    if "://" not in address and address not in ("auto", "local"):
+        host, _, port = address.rpartition(":")
+        try:
+            socket.create_connection((host or "127.0.0.1", int(port)), timeout=3).close()
+        except ValueError:
+            raise ValueError(f"RAY_ADDRESS={address!r} is not HOST:PORT. {START_A_CLUSTER}") from None
+        except OSError as error:
+            raise ConnectionError(f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({error}). "
+                                  f"{START_A_CLUSTER}") from None
+    try:
+        ray.init(address=address)
+    except ConnectionError as error:
+        raise ConnectionError(f"Could not join the Ray cluster at RAY_ADDRESS={address!r} ({error}). "
+                              f"{SET_THE_TOKEN}") from None

@@ -29,12 +29,7 @@ COURSE_NOTEBOOKS = ["01_introduction", "02_tasks", "03_actors", "04_object_store
 SCRIPTS = ["extra/code/parallel_process.py", "extra/code/tasks_pipeline.py", "extra/code/actor_counter.py"]
 NOTEBOOK_TIMEOUT_S = 400
 # Known to break on a cluster, with the fix proposed in docs/cluster_notes.md (notebooks 01-06 are issue 14's).
-BROKEN_ON_A_CLUSTER = {
-    "04_object_store": "the restart with object_store_memory: Ray refuses resource arguments when it connects to a "
-                       "running cluster (docs/cluster_notes.md, fixed in issue 14)",
-}
-# Needs the course_runtime/backend.py patch in docs/cluster_notes.md (course_runtime/ is being rewritten).
-NEEDS_BACKEND_PATCH = "needs the course_runtime/backend.py patch in docs/cluster_notes.md"
+BROKEN_ON_A_CLUSTER = {}
 
 
 def driver(code, env, timeout=120):
@@ -150,7 +145,6 @@ def test_a_missing_token_says_what_to_set(ray_cluster):
     assert seconds < 30
 
 
-@pytest.mark.xfail(reason=NEEDS_BACKEND_PATCH, strict=True)
 def test_a_wrong_token_says_what_to_set(ray_cluster):
     env = {**ray_cluster.client_env(), "RAY_AUTH_TOKEN": "0" * 64}
     env.pop("RAY_AUTH_TOKEN_PATH")
@@ -159,7 +153,6 @@ def test_a_wrong_token_says_what_to_set(ray_cluster):
     assert ray_cluster.address in out and "RAY_AUTH_TOKEN" in out, out
 
 
-@pytest.mark.xfail(reason=NEEDS_BACKEND_PATCH, strict=True)
 def test_an_address_with_no_cluster_is_a_clear_error_within_seconds():
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     code, out, seconds = driver("from course_runtime import ray",
