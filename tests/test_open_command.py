@@ -106,6 +106,12 @@ def run_open_command(prefix, env, home, interpreter=None):
         url = URL.search(output())
         assert int(url.group(1)) == port, "the --port given to the command reached JupyterLab"
         token = url.group(2)
+        # JupyterLab prints its URL a moment before it listens (it binds its port on the first turn of its event
+        # loop), so on a loaded machine the first request can be refused: wait for the port, as a browser retries.
+        while not port_open(port):
+            assert process.poll() is None, f"`course.py open` exited with {process.returncode}:\n{output()[-3000:]}"
+            assert time.monotonic() < deadline, f"port {port} not open within {START_TIMEOUT_S} s:\n{output()[-3000:]}"
+            time.sleep(0.1)
         with urllib.request.urlopen(url.group(0), timeout=30) as response:
             page = response.read().decode()
             assert response.status == 200
