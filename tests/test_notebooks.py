@@ -29,13 +29,15 @@ def test_the_six_notebooks_exist():
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
-def test_notebook_has_objectives_time_summary_and_shutdown(path):
+def test_notebook_has_objectives_time_summary_next_and_shutdown(path):
     nb = load(path)
     first = nb.cells[0].source.lower()
     assert "objective" in first and "minutes" in first, "open with objectives and an expected time"
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     assert re.search(r"^#+ .*summary", markdown, re.I | re.M), "close with a Summary section"
     assert "Predict, then run" in markdown
+    last_words = [c.source for c in nb.cells if c.cell_type == "markdown"][-1]
+    assert re.search(r"^Next: ", last_words, re.M), "the last text cell ends with a 'Next:' pointer onwards"
     code = [c for c in nb.cells if c.cell_type == "code" and c.source.strip()]
     assert "shutdown()" in code[-1].source, "the last code cell shuts the runtime down"
 
