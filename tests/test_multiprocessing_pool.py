@@ -106,6 +106,17 @@ def test_default_processes_is_every_cpu_of_the_cluster_and_the_actors_reserve_no
         pool.terminate()
 
 
+def test_ray_remote_args_are_the_actors_options_and_context_is_accepted_and_ignored(ray_start, poll):
+    ray = ray_start
+    pool = _mp(ray).Pool(1, context="spawn", ray_remote_args={"num_cpus": 1})  # context: a warning, nothing more
+    try:
+        assert pool.apply(abs, (-1,)) == 1
+        assert ray.available_resources().get("CPU", 0) == 1  # this PoolActor holds one CPU
+    finally:
+        pool.terminate()
+    assert poll(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=30)
+
+
 # ------------------------------------------------------------------------------------------ the map family, apply
 
 
