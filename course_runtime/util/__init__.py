@@ -1,4 +1,6 @@
-"""Ray's small utilities built on actors: ActorPool here, Queue in util.queue. Mirrors `ray.util`."""
+"""Ray's small utilities built on actors: ActorPool here, Queue in util.queue, multiprocessing.Pool in
+util.multiprocessing. Mirrors `ray.util`."""
+from . import multiprocessing
 from .actor_pool import ActorPool
 
-__all__ = ["ActorPool"]
+__all__ = ["ActorPool", "multiprocessing"]
