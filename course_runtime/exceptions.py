@@ -4,6 +4,7 @@ Mirrors `ray.exceptions`. The one piece of machinery here is RayTaskError.as_ins
 inside a task comes back to the caller as a class that is *both* a RayTaskError and the original type, so
 `except ValueError:` around `get` works exactly as it would around a local call.
 """
+import copy
 
 
 class RayError(Exception):
@@ -149,3 +150,11 @@ class ActorUnschedulableError(RayError):
 
 class PendingCallsLimitExceeded(RayError):
     """An actor already has `max_pending_calls` calls waiting."""
+
+
+def raise_stored(error):
+    """Raise the error a task left (or a request answered with): a fresh instance each time, so tracebacks don't
+    pile up; a task's error as RayTaskError *and* its cause's class."""
+    if isinstance(error, RayTaskError):
+        raise error.as_instanceof_cause()
+    raise copy.copy(error)
