@@ -163,10 +163,10 @@ class Driver:
                     if settled() or (remaining is not None and remaining <= 0):
                         break
                     raylet.changed.wait(remaining if remaining is not None else 1.0)
-                if raylet.pending_output:
-                    raylet.flush_output()
-        if raylet.pending_output:
-            raylet.flush_output()
+                if raylet.output.pending:
+                    raylet.output.flush()
+        if raylet.output.pending:
+            raylet.output.flush()
 
     def future_for(self, ref):
         future, resolve = future_resolver(self, ref)
@@ -190,7 +190,7 @@ class Driver:
         return []
 
     def flush_output(self):
-        self.raylet.flush_output()
+        self.raylet.output.flush()
 
     def shutdown(self):
         self.raylet.shutdown()

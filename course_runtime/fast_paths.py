@@ -139,8 +139,8 @@ def wait_reading_pipe(raylet, entry, settled, deadline):
                     raylet.changed.wait(remaining if remaining is not None else 1.0)
             if worker is not None:
                 _read_claimed(raylet, worker, remaining)
-            if raylet.pending_output:
-                raylet.flush_output()
+            if raylet.output.pending:
+                raylet.output.flush()
     finally:
         if worker is not None:
             worker.claimed_until = 0.0  # first, with no call before it, so a Ctrl-C cannot come in between

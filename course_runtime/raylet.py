@@ -10,7 +10,6 @@ import collections
 import os
 import pickle
 import select
-import socket
 import sys
 import threading
 import time
@@ -26,14 +25,14 @@ from .plasma import ObjectStore
 from .protocol import (Abandon, Allocate, Answer, CancelTask, CreateActor, Exit, Exiting, Failed, Get,
                        GetActor, HandBack, KillActor, Log, Put, Query, Ready, Reply, RunTask, Sealed, Setup,
                        SubmitTask, TaskDone, Wait, Cancel)
-from .scheduler import ReadyQueues, machine_resources, stuck_tasks, why_stuck
+from .scheduler import ReadyQueues, StallWatch, machine_resources, node_table, stuck_tasks, why_stuck
 from .task_spec import return_ids
-from .worker_pool import WorkerPool, receive_all
+from .worker_pool import WorkerOutput, WorkerPool, receive_all
 
 JOB_ID = "01000000"
 EVENT_LOG_LENGTH = 200_000
-# Tasks that can never start (scheduler.stuck_tasks) fail once stuck for STALL_S; the IO thread looks at the pool
-# every POOL_CHECK_S.
+# Tasks that can never start (scheduler.stuck_tasks) fail once stuck for STALL_S; the IO thread looks every
+# POOL_CHECK_S.
 STALL_S = 2.0
 POOL_CHECK_S = 0.25
 Waiter = collections.namedtuple("Waiter", "worker request_id ids num_returns deadline for_get")  # a blocked get/wait
@@ -58,9 +57,9 @@ class Raylet:
         self.wakeup_r, self.wakeup_w = os.pipe()
         self.pool = WorkerPool(num_cpus, memory, self._setup, self.wake)
         self.gcs = ActorDirectory(self.owner, self.pool, self.resources, self.log)
-        self.pending_output, self.output_in_main_thread = [], "ipykernel" in sys.modules  # see flush_output
+        self.output = WorkerOutput(self.changed)
         self.tiny_runs = {}  # function id -> its short runs in a row (fast_paths: pipelining)
-        self.pool_checked, self.stall, self.alive, self.started_at = 0.0, None, True, time.time()
+        self.pool_checked, self.stalls, self.alive, self.started_at = 0.0, StallWatch(STALL_S), True, time.time()
         for _ in range(max(1, int(num_cpus + 0.9999))):
             self.pool.start_worker()
         self.io_thread = threading.Thread(target=self._io_loop, name="course_runtime-io", daemon=True)
@@ -222,7 +221,7 @@ class Raylet:
         poller, watched = select.poll(), {}  # watched: fd -> the events registered for it
         poller.register(self.wakeup_r, select.POLLIN)
         while self.alive:
-            ready = poller.poll(min(self._next_deadline(), self._watch(poller, watched)) * 1000)
+            ready = poller.poll(min(self._next_deadline(), self.pool.watch(poller, watched, fast_paths.recheck_after)) * 1000)
             with self.lock:  # reading under the lock too: a getter may take over a pipe (fast_paths)
                 if not self.alive:
                     break
@@ -243,29 +242,8 @@ class Raylet:
                 callbacks, self.owner.callbacks_due = self.owner.callbacks_due, []
             for callback in callbacks:
                 callback()
-            if self.pending_output and not self.output_in_main_thread:
-                self.flush_output()
-
-    def _watch(self, poller, watched):
-        """Watch every pipe for messages (except those a getter reads itself) and, where an outbox waits, for room
-        to write. Returns how soon to look again at claimed pipes."""
-        by_fd, now, recheck = self.pool.by_fd, time.monotonic(), 0.5
-        for fd in [fd for fd in watched if fd not in by_fd]:
-            poller.unregister(fd)
-            del watched[fd]
-        for fd, worker in by_fd.items():
-            reading = worker.claimed_until <= now
-            events = (select.POLLIN if reading else 0) | (select.POLLOUT if worker.outbox else 0)
-            if not reading:
-                recheck = min(recheck, fast_paths.recheck_after(worker, now))
-            if watched.get(fd) != events:
-                if events:
-                    poller.register(fd, events)  # registers, or changes the events of one already registered
-                    watched[fd] = events
-                elif fd in watched:
-                    poller.unregister(fd)
-                    del watched[fd]
-        return recheck
+            if self.output.pending and not self.output.in_main_thread:
+                self.output.flush()
 
     receive = staticmethod(receive_all)
 
@@ -302,12 +280,6 @@ class Raylet:
         worker.ready, self.pool.startup_failures = True, 0
         if worker.signal_after_flush:  # a cancel arrived while it was starting (see WorkerPool.flush)
             self.pool.flush(worker)
-
-    def _on_log(self, worker, message):
-        # In Jupyter, output printed from a background thread can land in whichever cell started that thread,
-        # so there worker lines wait for the user's thread (get/wait, and the end of each cell): flush_output.
-        self.pending_output.append(message)
-        self.changed.notify_all()
 
     def _on_submit(self, worker, message):
         spec = message.spec
@@ -422,7 +394,7 @@ class Raylet:
 
     def _query(self, what):
         return {"cluster_resources": self.resources.total_dict, "available_resources": self.resources.available_dict,
-                "nodes": self.nodes, "timeline": self.owner.timeline}[what]()
+                "nodes": lambda: node_table(self.node_id, self.resources), "timeline": self.owner.timeline}[what]()
 
     def _check_pool(self, now):
         """Retire idle workers beyond num_cpus; fail the tasks that can never start once stuck for STALL_S."""
@@ -432,35 +404,13 @@ class Raylet:
             self.log("worker_retired", worker.pid)
         stuck = stuck_tasks(self.waiters, self.pool.workers, self.owner.objects, self.gcs.actors.values(),
                             self.resources.available) if self.waiters and self.ready_queue else []
-        signature = (frozenset(t.spec.task_id for t in stuck), self.owner.tasks_finished)
-        if not stuck:
-            self.stall = None
-        elif self.stall is None or self.stall[1] != signature:
-            self.stall = (now, signature)
-        elif now - self.stall[0] > STALL_S:
-            self.stall = None
+        if self.stalls.for_too_long(now, stuck, self.owner.tasks_finished):
             blocked = sorted({w.worker.task.spec.name for w in self.waiters if w.worker.task is not None})
             for task in stuck:
                 self.fail(task, TaskUnschedulableError(why_stuck(task, blocked, pool_size, self.resources)))
             self.step()
 
     # ---- what the node can tell, and the end -----------------------------------------------------------------
-    def nodes(self):
-        return [{"NodeID": self.node_id, "Alive": True, "alive": True, "NodeManagerAddress": "127.0.0.1",
-                 "NodeManagerHostname": socket.gethostname(), "NodeName": "127.0.0.1",
-                 "Resources": self.resources.total_dict(), "IsHeadNode": True}]
-
-    def flush_output(self):
-        with self.lock:
-            lines, self.pending_output = self.pending_output, []
-        for line in lines:
-            target = sys.stderr if line.stream == "stderr" else sys.stdout
-            try:
-                target.write(line.text)
-                target.flush()
-            except Exception:
-                pass
-
     def shutdown(self):
         with self.lock:
             if not self.alive:
@@ -472,7 +422,7 @@ class Raylet:
         if self.io_thread is not threading.current_thread():
             self.io_thread.join(timeout=5)
         self.pool.stop()
-        self.flush_output()
+        self.output.flush()
         self.owner.objects, self.owner.tasks = {}, {}
         self.store.close()
         os.close(self.wakeup_r)
@@ -482,7 +432,7 @@ class Raylet:
 # THE HANDLER TABLE: each message a worker sends (protocol.py), and the Raylet method that handles it.
 # Requests (those with a request_id) are answered with a Reply; the rest need no answer.
 HANDLERS = {
-    Ready: Raylet._on_ready, TaskDone: Raylet._on_done, Log: Raylet._on_log, SubmitTask: Raylet._on_submit,
+    Ready: Raylet._on_ready, TaskDone: Raylet._on_done, Log: lambda raylet, worker, m: raylet.output.add(m), SubmitTask: Raylet._on_submit,
     Put: Raylet._on_put, Get: Raylet._on_get_or_wait, Wait: Raylet._on_get_or_wait, Cancel: Raylet._on_cancel,
     Exiting: Raylet._on_exiting, HandBack: fast_paths.hand_back,
     Abandon: lambda raylet, worker, m: raylet.store.abandon(m.segment_id),

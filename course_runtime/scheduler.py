@@ -11,6 +11,7 @@ import collections
 import math
 import os
 import shutil
+import socket
 import subprocess
 
 UNITS = 10_000
@@ -227,6 +228,23 @@ def stuck_tasks(waiters, workers, objects, actors, available):
     return stuck
 
 
+class StallWatch:
+    """Says when the same tasks have been stuck, with no task finishing meanwhile, for longer than `limit_s`."""
+
+    def __init__(self, limit_s):
+        self.limit_s, self.since, self.signature = limit_s, None, None
+
+    def for_too_long(self, now, stuck, tasks_finished):
+        signature = (frozenset(id(t) for t in stuck), tasks_finished)
+        if not stuck or signature != self.signature:
+            self.since, self.signature = (now if stuck else None), signature
+            return False
+        if now - self.since > self.limit_s:
+            self.since = self.signature = None
+            return True
+        return False
+
+
 def why_stuck(task, blocked_names, pool_size, resources):
     waiting = ", ".join(blocked_names)
     allocation = resources.try_acquire(task.spec.demand)
@@ -244,6 +262,13 @@ def why_stuck(task, blocked_names, pool_size, resources):
             f"gives back its CPUs, but not its GPUs or custom resources. Ask for those only in the tasks that use "
             f"them (e.g. the leaves, not the parent that waits), or have the parent return its children's refs "
             f"instead of waiting for them. (Ray waits forever here.)")
+
+
+def node_table(node_id, resources):
+    """What `ray.nodes()` says about the one node."""
+    return [{"NodeID": node_id, "Alive": True, "alive": True, "NodeManagerAddress": "127.0.0.1",
+             "NodeManagerHostname": socket.gethostname(), "NodeName": "127.0.0.1",
+             "Resources": resources.total_dict(), "IsHeadNode": True}]
 
 
 def machine_resources(num_cpus, num_gpus, resources, object_store_memory):

@@ -237,6 +237,3 @@ class TaskContext:
 
     def gpu_ids(self):
         return list(self.task[2]) if self.task else list(self.gpus)
-
-    def flush_output(self):
-        pass

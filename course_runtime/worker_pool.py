@@ -10,6 +10,7 @@ exit (Ray: idle_worker_killing_time_threshold_ms, 1 s).
 """
 import collections
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -133,6 +134,27 @@ class WorkerPool:
         """Keep the pool at num_cpus workers (unless they keep failing to start)."""
         return sum(1 for w in self.workers if w.actor is None) < self.num_cpus and self.startup_failures < 3
 
+    def watch(self, poller, watched, recheck_after):
+        """The IO thread's poller watches every pipe for messages (except those a getter reads itself, see
+        fast_paths) and, where an outbox waits, for room to write. Returns how soon to look again at claimed pipes."""
+        by_fd, now, recheck = self.by_fd, time.monotonic(), 0.5
+        for fd in [fd for fd in watched if fd not in by_fd]:
+            poller.unregister(fd)
+            del watched[fd]
+        for fd, worker in by_fd.items():
+            reading = worker.claimed_until <= now
+            events = (select.POLLIN if reading else 0) | (select.POLLOUT if worker.outbox else 0)
+            if not reading:
+                recheck = min(recheck, recheck_after(worker, now))
+            if watched.get(fd) != events:
+                if events:
+                    poller.register(fd, events)  # registers, or changes the events of one already registered
+                    watched[fd] = events
+                elif fd in watched:
+                    poller.unregister(fd)
+                    del watched[fd]
+        return recheck
+
     def stop(self):
         deadline = time.monotonic() + 2
         for worker in self.workers:
@@ -193,3 +215,28 @@ def max_pool_size(num_cpus, memory):
         open_files = 1024
     by_machine = min(memory // WORKER_MEMORY_BUDGET, open_files // 4)
     return int(max(num_cpus + MAX_EXTRA_WORKERS, by_machine))
+
+
+class WorkerOutput:
+    """What tasks print: lines that wait to be printed by the driver, prefixed `(task pid=...)` by the worker."""
+
+    def __init__(self, changed):
+        self.changed, self.pending = changed, []  # changed: the raylet's condition (under its lock)
+        # In Jupyter, output printed from a background thread can land in whichever cell started that thread,
+        # so there lines wait for the user's thread (in get/wait, and at the end of each cell).
+        self.in_main_thread = "ipykernel" in sys.modules
+
+    def add(self, log):
+        self.pending.append(log)
+        self.changed.notify_all()
+
+    def flush(self):
+        with self.changed:
+            lines, self.pending = self.pending, []
+        for line in lines:
+            target = sys.stderr if line.stream == "stderr" else sys.stdout
+            try:
+                target.write(line.text)
+                target.flush()
+            except Exception:
+                pass
