@@ -65,7 +65,8 @@ class ActorClass:
         """A version of this actor class that creates actors with some options changed, e.g. name="counter"."""
         opts.validate(actor_options, "actor")
         merged = {**self._default_options, **actor_options}
-        return WithOptions(lambda args, kwargs: self._remote(args, kwargs, merged), f"{self!r}.options({actor_options})")
+        return WithOptions(lambda args, kwargs: self._remote(args, kwargs, merged),
+                           f"{self!r}.options({actor_options})")
 
     def _remote(self, args, kwargs, actor_options):
         try:

@@ -102,7 +102,8 @@ class ObjectStoreFullError(RayError):
 
 
 class OutOfMemoryError(RayError):
-    """The task or actor was killed for using too much memory."""
+    """The task or actor was killed for using too much memory. Never raised here (there is no memory monitor); kept
+    because programs written for Ray catch it."""
 
 
 class ObjectLostError(RayError):
@@ -114,14 +115,6 @@ class ObjectLostError(RayError):
 
     def __reduce__(self):
         return (type(self), (self.object_ref_hex, str(self)))
-
-
-class OwnerDiedError(ObjectLostError):
-    """The process that owned the object died."""
-
-
-class ObjectFreedError(ObjectLostError):
-    """The object was freed while something still wanted it."""
 
 
 class RayActorError(RayError):

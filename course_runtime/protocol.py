@@ -1,8 +1,8 @@
 """The wire between the driver and its workers: framing, and one table of every message either side sends.
 
-Mirrors Ray's gRPC services (`src/ray/protobuf/*.proto`), where every request and reply is a named message. Here a
-message is a named record (a namedtuple), pickled and framed as `multiprocessing.connection` does (a 4-byte big-endian length, then
-the pickle), written in a few lines so that a worker starts without importing `multiprocessing`.
+Mirrors Ray's gRPC services (`src/ray/protobuf/*.proto`), where every request and reply is a named message. Here
+a message is a named record (a namedtuple), pickled and framed as `multiprocessing.connection` does (a 4-byte
+big-endian length, then the pickle): a few lines, so that a worker starts without importing `multiprocessing`.
 """
 import collections
 import pickle

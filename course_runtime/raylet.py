@@ -221,7 +221,8 @@ class Raylet:
         poller, watched = select.poll(), {}  # watched: fd -> the events registered for it
         poller.register(self.wakeup_r, select.POLLIN)
         while self.alive:
-            ready = poller.poll(min(self._next_deadline(), self.pool.watch(poller, watched, fast_paths.recheck_after)) * 1000)
+            recheck = self.pool.watch(poller, watched, fast_paths.recheck_after)
+            ready = poller.poll(min(self._next_deadline(), recheck) * 1000)
             with self.lock:  # reading under the lock too: a getter may take over a pipe (fast_paths)
                 if not self.alive:
                     break
@@ -432,7 +433,8 @@ class Raylet:
 # THE HANDLER TABLE: each message a worker sends (protocol.py), and the Raylet method that handles it.
 # Requests (those with a request_id) are answered with a Reply; the rest need no answer.
 HANDLERS = {
-    Ready: Raylet._on_ready, TaskDone: Raylet._on_done, Log: lambda raylet, worker, m: raylet.output.add(m), SubmitTask: Raylet._on_submit,
+    Ready: Raylet._on_ready, TaskDone: Raylet._on_done, SubmitTask: Raylet._on_submit,
+    Log: lambda raylet, worker, m: raylet.output.add(m),
     Put: Raylet._on_put, Get: Raylet._on_get_or_wait, Wait: Raylet._on_get_or_wait, Cancel: Raylet._on_cancel,
     Exiting: Raylet._on_exiting, HandBack: fast_paths.hand_back,
     Abandon: lambda raylet, worker, m: raylet.store.abandon(m.segment_id),

@@ -81,7 +81,7 @@ class Worker:
     def serve(self):
         context, spin = self.context, fast_paths.spinner()
         handlers = {RunTask: self.run_task, StartActor: self.start_actor, CallActor: self.call_actor,
-                    Reply: self.route_reply, CancelCall: self.cancel_call, CancelTask: lambda m: None}
+                    Reply: self.route_reply, CancelCall: self.cancel_call, CancelTask: lambda message: None}
         while True:
             if self.pending_terminate is not None and not self.running_calls:
                 self.terminate(self.pending_terminate)
@@ -112,16 +112,15 @@ class Worker:
             future.set_result(message.answer)
 
     # ---- running: one path for tasks, actor calls, threaded and async ones --------------------------------
-    def run_task(self, m):
+    def run_task(self, message):
         """A pool worker's task. GPUs are set before the function is even loaded, so CUDA sees only its own."""
         cuda_before = os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        if m.gpu_ids:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, m.gpu_ids))
+        if message.gpu_ids:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, message.gpu_ids))
         try:
-            if m.function is not None:
-                self.functions[m.function_id] = unpickle_function(m.function)
-            self.run(m.task_id, m.name, self.functions.get(m.function_id), m.args, m.kwargs, m.num_returns,
-                     m.gpu_ids, m.resources)
+            if message.function is not None:
+                self.functions[message.function_id] = unpickle_function(message.function)
+            self.run(message, self.functions.get(message.function_id), message.gpu_ids, message.resources)
         finally:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
             if cuda_before is not None:
@@ -152,20 +151,21 @@ class Worker:
         context.send(TaskDone(task_id, outcome["returns"], error, started, time.time()))
         self.running_calls.discard(task_id)
 
-    def run(self, task_id, name, function, args, kwargs, num_returns, gpu_ids, resources):
-        with self.running(task_id, name, gpu_ids, resources) as outcome:
+    def run(self, call, function, gpu_ids, resources):
+        """`call` (a RunTask or CallActor) has the task's id, name, arguments and number of returns."""
+        with self.running(call.task_id, call.name, gpu_ids, resources) as outcome:
             load = self.context.load
-            result = self.call(function, [load(a) for a in args], {k: load(v) for k, v in kwargs.items()})
-            outcome["returns"] = self.store_returns(result, num_returns, name)
+            result = self.call(function, [load(a) for a in call.args], {k: load(v) for k, v in call.kwargs.items()})
+            outcome["returns"] = self.store_returns(result, call.num_returns, call.name)
 
-    async def run_async(self, task_id, name, method, args, kwargs, num_returns):
+    async def run_async(self, call, method):
         async with self.semaphore:  # at most max_concurrency coroutines at once (Ray's default: 1000)
-            with self.running(task_id, name, self.context.gpus, self.context.resources) as outcome:
+            with self.running(call.task_id, call.name, self.context.gpus, self.context.resources) as outcome:
                 load = self.context.load
-                result = method(*[load(a) for a in args], **{k: load(v) for k, v in kwargs.items()})
+                result = method(*[load(a) for a in call.args], **{k: load(v) for k, v in call.kwargs.items()})
                 if inspect.isawaitable(result):
                     result = await result
-                outcome["returns"] = self.store_returns(result, num_returns, name)
+                outcome["returns"] = self.store_returns(result, call.num_returns, call.name)
 
     def call(self, function, args, kwargs):
         context = self.context
@@ -198,65 +198,66 @@ class Worker:
         return [self.context.store_value(value, f"returned by {name}") for value in result]
 
     # ---- actors -------------------------------------------------------------------------------------------
-    def start_actor(self, m):
+    def start_actor(self, message):
         context = self.context
-        context.actor_id, context.actor_name, context.namespace = m.actor_id, m.name, m.namespace
-        context.qualname, context.class_name = m.qualname, m.qualname.rsplit(".", 1)[-1]
-        context.resources, context.gpus = m.resources, m.gpu_ids
-        if m.gpu_ids:  # for the actor's whole life
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, m.gpu_ids))
+        context.actor_id, context.actor_name, context.namespace = message.actor_id, message.name, message.namespace
+        context.qualname, context.class_name = message.qualname, message.qualname.rsplit(".", 1)[-1]
+        context.resources, context.gpus = message.resources, message.gpu_ids
+        if message.gpu_ids:  # for the actor's whole life
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, message.gpu_ids))
         else:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        cls = unpickle_function(m.cls)
+        cls = unpickle_function(message.cls)
 
         def construct(*args, **kwargs):
             context.actor = cls(*args, **kwargs)
 
-        self.run(m.task_id, f"{context.class_name}.__init__", construct, m.args, m.kwargs, 0, m.gpu_ids, m.resources)
-        if m.is_async:
+        self.run(CallActor(message.task_id, f"{context.class_name}.__init__", "__init__", message.args, message.kwargs,
+                           0), construct, message.gpu_ids, message.resources)
+        if message.is_async:
             import asyncio  # only async actors need it (a worker that starts without it starts sooner)
 
-            self.loop, self.semaphore = asyncio.new_event_loop(), asyncio.Semaphore(m.max_concurrency)
+            self.loop, self.semaphore = asyncio.new_event_loop(), asyncio.Semaphore(message.max_concurrency)
             threading.Thread(target=self.loop.run_forever, name="course_runtime-actor-loop", daemon=True).start()
-        elif m.max_concurrency > 1:
+        elif message.max_concurrency > 1:
             import concurrent.futures
 
-            self.pool = concurrent.futures.ThreadPoolExecutor(m.max_concurrency, thread_name_prefix="actor")
+            self.pool = concurrent.futures.ThreadPoolExecutor(message.max_concurrency, thread_name_prefix="actor")
         if self.loop is not None or self.pool is not None:
             context.replies = {}  # from now on the main thread only reads the pipe, and routes replies
 
-    def call_actor(self, m):
+    def call_actor(self, message):
         context = self.context
-        if m.method == "__ray_terminate__":
+        if message.method == "__ray_terminate__":
             if context.replies is not None:  # let the calls already running finish first
-                self.pending_terminate = m
+                self.pending_terminate = message
             else:
-                self.terminate(m)
+                self.terminate(message)
             return
-        if m.task_id in context.cancelled_calls:  # cancelled before it started
-            context.cancelled_calls.discard(m.task_id)
-            context.send(TaskDone(m.task_id, None, pack_error(KeyboardInterrupt(), m.name), time.time(), time.time()))
+        if message.task_id in context.cancelled_calls:  # cancelled before it started
+            context.cancelled_calls.discard(message.task_id)
+            error = pack_error(KeyboardInterrupt(), message.name)
+            context.send(TaskDone(message.task_id, None, error, time.time(), time.time()))
             return
-        method = getattr(context.actor, m.method)
+        method = getattr(context.actor, message.method)
         if context.replies is not None:
-            self.running_calls.add(m.task_id)
+            self.running_calls.add(message.task_id)
         if self.loop is not None:
             import asyncio
 
-            self.running_coroutines[m.task_id] = asyncio.run_coroutine_threadsafe(
-                self.run_async(m.task_id, m.name, method, m.args, m.kwargs, m.num_returns), self.loop)
+            self.running_coroutines[message.task_id] = asyncio.run_coroutine_threadsafe(
+                self.run_async(message, method), self.loop)
         elif self.pool is not None:
-            self.pool.submit(self.run, m.task_id, m.name, method, m.args, m.kwargs, m.num_returns, context.gpus,
-                             context.resources)
+            self.pool.submit(self.run, message, method, context.gpus, context.resources)
         else:
-            self.run(m.task_id, m.name, method, m.args, m.kwargs, m.num_returns, context.gpus, context.resources)
+            self.run(message, method, context.gpus, context.resources)
 
-    def cancel_call(self, m):
-        future = self.running_coroutines.get(m.task_id)
+    def cancel_call(self, message):
+        future = self.running_coroutines.get(message.task_id)
         if future is not None:
             future.cancel()
         else:
-            self.context.cancelled_calls.add(m.task_id)  # skipped if not started; is_canceled() turns True
+            self.context.cancelled_calls.add(message.task_id)  # skipped if not started; is_canceled() turns True
 
     def request_exit(self):
         """exit_actor() (or sys.exit()) in an actor method: no reply for that call (it fails with ActorDiedError,
@@ -264,11 +265,11 @@ class Worker:
         self.context.send(Exiting())
         self.exit_requested = True
 
-    def terminate(self, m):
+    def terminate(self, message):
         """__ray_terminate__: exit like a normal program (atexit handlers run)."""
         self.context.send(Exiting())
-        returns = [self.context.store_value(None, "")] * m.num_returns
-        self.context.send(TaskDone(m.task_id, returns, None, time.time(), time.time()))
+        returns = [self.context.store_value(None, "")] * message.num_returns
+        self.context.send(TaskDone(message.task_id, returns, None, time.time(), time.time()))
         sys.stdout.flush()
         sys.exit(0)
 

@@ -1,5 +1,5 @@
 """A driver that submits one small task and gets its result, again and again (the loop learners write first).
-Two things make it fast in the course runtime: the thread in get() reads the worker's pipe itself (Node._wait), and
+Two things make it fast in the course runtime: the thread in get() reads the worker's pipe itself (fast_paths), and
 a worker that gets work back to back watches its pipe briefly before sleeping (Channel.recv). Neither may cost a
 result, an error, a large value, or CPU time once the loop is over."""
 import os

@@ -133,7 +133,49 @@ def figures():
     return {"core": core, "modules": per_module, "classes": classes}
 
 
+# README's "How it works, in reading order": the modules in the order a task meets them, what each does.
+READING_ORDER = [
+    ("remote_function", "`f.remote(...)`: check the call against `f`'s signature, build the task's spec",
+     "`ray.remote_function`"),
+    ("task_spec", "the spec; `pack_arguments` says what travels inline, what is stored first, what is a ref",
+     "TaskSpecification"),
+    ("driver", "the driver's API: submit, `put` (allocate, write, seal), `get`/`wait` that sleep until ready",
+     "core worker (driver)"),
+    ("raylet", "the IO thread, the table of message handlers, submit -> schedule -> dispatch -> done, dead workers",
+     "raylet node manager"),
+    ("owner", "task and object tables, reference counts, dependencies, retries (no IO)",
+     "core worker: task manager, reference counter"),
+    ("scheduler", "resource ledger in 1/10,000 units, GPU packing, one ready queue per request shape, stuck tasks",
+     "cluster resource scheduler"),
+    ("worker_pool", "start workers, write to their pipes without blocking, size the pool, retire idle workers",
+     "raylet worker pool"),
+    ("protocol", "the wire format, and ONE table of every message as a named record", "gRPC `*.proto`"),
+    ("worker", "serve the pipe; one run path for tasks, actor calls, threaded and async ones; cancel signals",
+     "worker process, execute_task"),
+    ("task_context", "the API inside a task: each call becomes a message to the driver", "core worker (worker)"),
+    ("plasma", "shared-memory segments: allocate, write, seal, abandon, free (memfd on Linux)", "plasma store"),
+    ("serialization", "pickle protocol 5, large buffers out of band, zero-copy reads", "`ray._private.serialization`"),
+    ("object_ref", "`ObjectRef`, and every process's count of its live refs", "`ray.ObjectRef`"),
+    ("gcs", "actors: creation, the queue of calls, names, restarts, deaths", "GCS actor manager"),
+    ("session", "which runtime this process talks to: the driver's or a task's", "global worker"),
+    ("api", "the public functions: argument checks only", "`ray/_private/worker.py`"),
+    ("fast_paths", "the speed tricks, behind named hooks; `COURSE_RUNTIME_FAST_PATHS=0` turns them off", "(none)"),
+]
+
+
+def readme_table():
+    counts = figures()["modules"]
+    lines = ["| module | what it does | in Ray | lines of code |", "|---|---|---|---|"]
+    for name, what, ray_part in READING_ORDER:
+        lines.append(f"| `{name}.py` | {what} | {ray_part} | {counts[name]} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
+    import sys
+    if sys.argv[1:] == ["--readme"]:
+        print(readme_table())
+        sys.exit()
     result = figures()
     for name, n in sorted(result["modules"].items(), key=lambda kv: -kv[1]):
         print(f"{n:5d}  {name or '__init__'}{'' if is_core(name) else '  (not core)'}")
