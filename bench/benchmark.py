@@ -877,7 +877,6 @@ def compare(args):
     import tempfile
 
     workloads = args.workloads.split(",") if args.workloads else (QUICK_WORKLOADS if args.quick else WORKLOADS)
-    workloads = [w for w in workloads if w not in ("qsort_2m", "qsort_4m")] if args.quick else workloads
     with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
         archive = subprocess.run(["git", "archive", args.compare, "course_runtime"], cwd=REPO, capture_output=True,
                                  check=True).stdout

@@ -117,7 +117,7 @@ class Driver:
             self.raylet.log("get", len(ids))
         first_pending, errors_seen, error = 0, -1, None
 
-        def settled():  # each call costs O(newly ready), not O(all): big gets stay linear
+        def answered():  # can get() return: every value is there, or one is an error? O(newly ready) per call
             nonlocal first_pending, errors_seen, error
             while first_pending < len(entries) and entries[first_pending].value is not None:
                 first_pending += 1
@@ -126,7 +126,7 @@ class Driver:
                 error = next((e.value.error for e in entries if type(e.value) is Error), None)
             return error is not None or first_pending == len(entries)
 
-        self.wait(settled, deadline_after(timeout), entries[0] if len(entries) == 1 else None)
+        self.wait(answered, deadline_after(timeout), entries[0] if len(entries) == 1 else None)
         if error is not None:
             raise_stored(error)
         values = [e.value for e in entries]
@@ -144,23 +144,23 @@ class Driver:
             self.raylet.log("wait", len(ids), num_returns)
         ready = []
 
-        def settled():
+        def answered():  # can wait() return: are num_returns of them ready?
             nonlocal ready
             ready = first_ready(entries, num_returns)
             return len(ready) >= num_returns
 
-        self.wait(settled, deadline_after(timeout))
+        self.wait(answered, deadline_after(timeout))
         return ready
 
-    def wait(self, settled, deadline, entry=None):
-        """Block until settled() (called under the lock) is true or the deadline passes, sleeping on `changed`,
+    def wait(self, answered, deadline, entry=None):
+        """Block until answered() (called under the lock) is True or the deadline passes, sleeping on `changed`,
         which the IO thread notifies after each batch of messages."""
         raylet = self.raylet
-        if not fast_paths.wait_reading_pipe(raylet, entry, settled, deadline):
+        if not fast_paths.wait_reading_pipe(raylet, entry, answered, deadline):
             while True:
                 with self.lock:
                     remaining = None if deadline is None else deadline - time.monotonic()
-                    if settled() or (remaining is not None and remaining <= 0):
+                    if answered() or (remaining is not None and remaining <= 0):
                         break
                     raylet.changed.wait(remaining if remaining is not None else 1.0)
                 if raylet.output.pending:

@@ -120,7 +120,7 @@ def recheck_after(worker, now):
     return RECHECK_S if now - worker.claimed_at < LONG_CLAIM_S else worker.claimed_until - now
 
 
-def wait_reading_pipe(raylet, entry, settled, deadline):
+def wait_reading_pipe(raylet, entry, answered, deadline):
     """driver.wait's fast path, for a get() of one task's result: claim the pipe of the worker that runs it and
     read it here. Returns False when the plain path must wait instead (switched off, or nothing to claim)."""
     if not ON or entry is None:
@@ -129,7 +129,7 @@ def wait_reading_pipe(raylet, entry, settled, deadline):
     try:
         while True:
             with raylet.lock:
-                if settled():
+                if answered():
                     break
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:

@@ -171,9 +171,28 @@ def readme_table():
     return "\n".join(lines)
 
 
+README = os.path.join(os.path.dirname(PACKAGE), "README.md")
+TABLE_MARK = "| module | what it does | in Ray | lines of code |"
+
+
+def update_readme():
+    """Write the measured table into README.md, in place of the one there (or of READING_ORDER_TABLE)."""
+    with open(README) as f:
+        text = f.read()
+    if TABLE_MARK in text:
+        start = text.index(TABLE_MARK)
+        end = text.index("\n\n", start)
+    else:
+        start = text.index("READING_ORDER_TABLE")
+        end = start + len("READING_ORDER_TABLE")
+    with open(README, "w") as f:
+        f.write(text[:start] + readme_table() + text[end:])
+
+
 if __name__ == "__main__":
     import sys
     if sys.argv[1:] == ["--readme"]:
+        update_readme()
         print(readme_table())
         sys.exit()
     result = figures()
