@@ -496,7 +496,8 @@ def measure_startup(backend, num_cpus, repeat, timeout):
     startups, shutdowns = [], []
     for _ in range(repeat):
         lines, rc, err = run_subprocess(
-            [sys.executable, __file__, "--probe-startup", backend, "--num-cpus", str(num_cpus)], timeout)
+            [sys.executable, __file__, "--probe-startup", backend, "--num-cpus", str(num_cpus)], timeout,
+            cwd=os.getcwd())  # --compare runs a commit's runtime from its own folder: its workers start there
         if not lines:
             raise RuntimeError(f"start-up probe failed (exit {rc}): {last_line(err)}")
         startups.append(lines[-1]["startup"])
@@ -602,13 +603,13 @@ def last_line(text):
     return lines[-1][:300] if lines else "(no output)"
 
 
-def run_subprocess(command, timeout, env=None):
+def run_subprocess(command, timeout, env=None, cwd=REPO):
     """Run `command` in its own process group; return (parsed @@bench lines, exit code, stderr).
 
     Output is read by threads as it comes, so whatever was printed before a timeout is kept. On timeout the worker
     is stopped (SIGTERM, then SIGKILL), then the rest of its process group (any process it started).
     """
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
                             start_new_session=True, env=env)
     out_lines, err_lines = [], []
 
@@ -643,7 +644,7 @@ def run_subprocess(command, timeout, env=None):
     return parsed, rc, "".join(err_lines)
 
 
-def run_backend(backend, args, workloads, env=None):
+def run_backend(backend, args, workloads, env=None, cwd=REPO):
     """Measure one backend in a fresh worker process; return {"status", "figures", "info", "note"}."""
     if backend == "ray":
         import importlib.util
@@ -655,7 +656,7 @@ def run_backend(backend, args, workloads, env=None):
                "--repeat", str(args.repeat), "--num-cpus", str(args.num_cpus)] + (["--quick"] if args.quick else [])
     timeout = args.worker_timeout or (120 if args.quick else 1800)
     started = time.perf_counter()
-    lines, rc, err = run_subprocess(command, timeout, env)
+    lines, rc, err = run_subprocess(command, timeout, env, cwd)
     result = {"status": "ok", "figures": {}, "info": {}, "seconds": round(time.perf_counter() - started, 1)}
     for line in lines:
         if "figure" in line:
@@ -888,7 +889,10 @@ def compare(args):
             for name, extra in variants.items():
                 print(f"round {round_number + 1}/{args.rounds}: {name} ...", flush=True)
                 env = {k: v for k, v in os.environ.items() if k not in ("COURSE_RUNTIME_FAST_PATHS",)}
-                runs[name].append(run_backend("course", args, workloads, dict(env, **extra)))
+                # Workers of the runtime start with the current folder first on sys.path: the commit's own folder
+                # for its runtime, so that its workers never import this tree's.
+                cwd = extra.get("COURSE_BENCH_RUNTIME_DIR", REPO)
+                runs[name].append(run_backend("course", args, workloads, dict(env, **extra), cwd))
         print("ProcessPoolExecutor ...", flush=True)
         ppe = run_backend("ppe", args, workloads)
     table = []

@@ -110,8 +110,10 @@ class Raylet:
         fast_paths.after_schedule(self)
 
     def _dispatch(self, task, allocation):
+        """Start a task the scheduler found resources for; False if no worker can take it now."""
         if task.spec.kind == "actor_create":
-            return self.gcs.start(task, allocation, self.pool.start_worker())
+            self.gcs.start(task, allocation, self.pool.start_worker())
+            return True
         worker = self.pool.idle_worker(blocked=len({id(w.worker) for w in self.waiters if w.worker.actor is None}))
         if worker is None:
             return False
@@ -120,6 +122,7 @@ class Raylet:
         worker.task, worker.task_since = task, time.monotonic()
         self.log("dispatch", task.spec.task_id, worker.pid)
         self.send_task(worker, task, allocation)
+        return True
 
     def send_task(self, worker, task, allocation):
         spec, locate, function = task.spec, self.owner.locate, None
@@ -145,8 +148,10 @@ class Raylet:
         if task.cancel_requested:
             self._discard(done.returns)
             self.fail(task, TaskCancelledError(done.task_id))
+        elif error is not None and self.owner.should_retry(task, error):
+            self.retry(task)
         elif error is not None:
-            self.retry(task) if self.owner.should_retry(task, error) else self.fail(task, error)
+            self.fail(task, error)
         else:
             for object_id, (value, contained, size) in zip(return_ids(task.spec), done.returns):
                 if type(value) is Sealed:

@@ -143,7 +143,10 @@ class ReadyQueues:
     >>> for name, demand in [("big", big), ("small-1", small), ("small-2", small)]:
     ...     queues.push(Task(name=name, state="READY", spec=Task(demand=demand)))
     >>> started = []
-    >>> queues.schedule(NodeResources({"CPU": to_units(1, "cpus")}, []), lambda task, _: started.append(task.name))
+    >>> def start(task, allocation):  # the raylet sends the task to a worker here
+    ...     started.append(task.name)
+    ...     return True
+    >>> queues.schedule(NodeResources({"CPU": to_units(1, "cpus")}, []), start)
     >>> started, len(queues)   # the big one waits, but does not hold back the small ones behind it
     (['small-1'], 2)
     """
@@ -180,7 +183,7 @@ class ReadyQueues:
 
     def schedule(self, resources, take_worker):
         """Start every queued task that fits, oldest first within each shape. `take_worker(task, allocation)`
-        runs it and returns False when no worker can take more work (None counts as started)."""
+        runs it and returns False when no worker can take more work."""
         for key in list(self.queues):
             queue = self.queues[key]
             while queue:
@@ -191,7 +194,7 @@ class ReadyQueues:
                 allocation = resources.try_acquire(task.spec.demand)
                 if allocation is None:
                     break
-                if take_worker(task, allocation) is False:
+                if not take_worker(task, allocation):
                     resources.release(allocation)
                     return
                 queue.popleft()
