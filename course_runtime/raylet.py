@@ -16,7 +16,7 @@ import time
 import traceback
 
 from . import fast_paths
-from .exceptions import (ActorUnschedulableError, ObjectLostError, RaySystemError, TaskCancelledError,
+from .exceptions import (ActorUnschedulableError, RaySystemError, TaskCancelledError,
                          TaskUnschedulableError, WorkerCrashedError)
 from .gcs import ActorDirectory
 from .object_ref import LocalRefCounts, random_hex

@@ -6,7 +6,6 @@ notebook travel by value) using pickle protocol 5: large binary buffers, such as
 buffers in shared memory, and readers rebuild the array directly on top of them: no copy, and read-only.
 """
 import inspect
-import os
 import pickle
 import threading
 import types

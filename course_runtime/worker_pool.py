@@ -18,7 +18,7 @@ import sys
 import time
 import traceback
 
-from .protocol import RECEIVE_CHUNK, Exit, Setup, frame, unframe
+from .protocol import RECEIVE_CHUNK, Exit, frame, unframe
 
 MAX_EXTRA_WORKERS = 32
 WORKER_MEMORY_BUDGET = 64 * 2**20
