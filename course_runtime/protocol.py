@@ -66,9 +66,30 @@ HandBack = _record("HandBack", "task_id")  # a task queued behind one that now b
 
 
 # ---- framing ----------------------------------------------------------------------------------------------
+# On the wire a message is a plain tuple (its record's number in the table, then its fields): pickle writes a
+# reference to a class for every record, which would cost more than the rest of a small message.
+RECORDS = [value for name, value in list(globals().items()) if isinstance(value, type) and hasattr(value, "_fields")]
+NUMBER = {record: number for number, record in enumerate(RECORDS)}
+
+
+def encode(message):
+    """A record as a plain tuple; the message inside an Envelope and the answer inside a Reply too."""
+    kind = type(message)
+    if kind is Envelope or kind is Reply:
+        return (NUMBER[kind], message[0], encode(message[1])) + message[2:]
+    return (NUMBER[kind],) + message
+
+
+def decode(data):
+    kind = RECORDS[data[0]]
+    if kind is Envelope or kind is Reply:
+        return kind(data[1], decode(data[2]), *data[3:])
+    return kind._make(data[1:])
+
+
 def frame(message):
     """The bytes that carry one message."""
-    data = pickle.dumps(message, protocol=5)
+    data = pickle.dumps(encode(message), protocol=5)
     return _LENGTH.pack(len(data)) + data
 
 
@@ -79,7 +100,7 @@ def unframe(buffer):
         end = start + 4 + _LENGTH.unpack_from(buffer, start)[0]
         if end > len(buffer):
             break
-        messages.append(pickle.loads(buffer[start + 4:end]))
+        messages.append(decode(pickle.loads(buffer[start + 4:end])))
         start = end
     del buffer[:start]
     return messages

@@ -186,9 +186,9 @@ class Raylet:
         self.log("retry", task.spec.task_id, task.attempts)
 
     def _discard(self, returns):
-        for value, _, _ in returns or ():
-            if type(value) is Sealed and value.segment_id in self.store.segments:
-                self.store.free(self.store.segments[value.segment_id])
+        for value, _, _ in returns or ():  # results nobody will read: their segments were never sealed
+            if type(value) is Sealed:
+                self.store.abandon(value.segment_id)
 
     def restart(self, actor):
         actor.creation = self.submit(self.gcs.creation_spec(actor), actor=actor)
