@@ -177,6 +177,10 @@ def main():
             failed += run_stage("course runtime: tests and notebooks", [
                 "-m", "pytest", "tests", "notebooks", "--nbval", "--nbval-current-env",
                 "--nbval-sanitize-with", "notebooks/sanitize.cfg", *skip_real_ray_notebooks, *args])
+            # The same public-API tests with the runtime's fast paths switched off (course_runtime/fast_paths.py):
+            # the plain path a learner reads must behave exactly the same.
+            failed += run_stage("course runtime: conformance tests, fast paths off (COURSE_RUNTIME_FAST_PATHS=0)",
+                                ["-m", "pytest", *CONFORMANCE_TESTS, *args], {"COURSE_RUNTIME_FAST_PATHS": "0"})
             leftovers = leftover_processes() + leftover_segments(shm_before)
             for line in leftovers:
                 print(f"LEFT BEHIND: {line}", file=sys.stderr)

@@ -3,6 +3,7 @@
     python bench/benchmark.py                      # everything, 5 repetitions (a few minutes; more with Ray)
     python bench/benchmark.py --quick              # reduced set, under a minute: what CI runs to catch breakage
     python bench/benchmark.py --backends course,ppe --repeat 3 --num-cpus 2
+    python bench/benchmark.py --compare 4b0187e     # this tree (fast paths on and off) against a commit's runtime
 
 The same workloads run on three backends:
 
@@ -495,7 +496,8 @@ def measure_startup(backend, num_cpus, repeat, timeout):
     startups, shutdowns = [], []
     for _ in range(repeat):
         lines, rc, err = run_subprocess(
-            [sys.executable, __file__, "--probe-startup", backend, "--num-cpus", str(num_cpus)], timeout)
+            [sys.executable, __file__, "--probe-startup", backend, "--num-cpus", str(num_cpus)], timeout,
+            cwd=os.getcwd())  # --compare runs a commit's runtime from its own folder: its workers start there
         if not lines:
             raise RuntimeError(f"start-up probe failed (exit {rc}): {last_line(err)}")
         startups.append(lines[-1]["startup"])
@@ -510,8 +512,9 @@ def measure_startup(backend, num_cpus, repeat, timeout):
 
 def import_backend(backend):
     if backend == "course":
-        if REPO not in sys.path:
-            sys.path.insert(0, REPO)  # works from a checkout without `pip install -e .`
+        runtime_dir = os.environ.get("COURSE_BENCH_RUNTIME_DIR", REPO)  # --compare: another commit's runtime
+        if runtime_dir not in sys.path:
+            sys.path.insert(0, runtime_dir)  # works from a checkout without `pip install -e .`
         import course_runtime as rt
     else:
         import ray as rt
@@ -600,14 +603,14 @@ def last_line(text):
     return lines[-1][:300] if lines else "(no output)"
 
 
-def run_subprocess(command, timeout):
+def run_subprocess(command, timeout, env=None, cwd=REPO):
     """Run `command` in its own process group; return (parsed @@bench lines, exit code, stderr).
 
     Output is read by threads as it comes, so whatever was printed before a timeout is kept. On timeout the worker
     is stopped (SIGTERM, then SIGKILL), then the rest of its process group (any process it started).
     """
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-                            start_new_session=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                            start_new_session=True, env=env)
     out_lines, err_lines = [], []
 
     def pump(stream, into):
@@ -641,7 +644,7 @@ def run_subprocess(command, timeout):
     return parsed, rc, "".join(err_lines)
 
 
-def run_backend(backend, args, workloads):
+def run_backend(backend, args, workloads, env=None, cwd=REPO):
     """Measure one backend in a fresh worker process; return {"status", "figures", "info", "note"}."""
     if backend == "ray":
         import importlib.util
@@ -653,7 +656,7 @@ def run_backend(backend, args, workloads):
                "--repeat", str(args.repeat), "--num-cpus", str(args.num_cpus)] + (["--quick"] if args.quick else [])
     timeout = args.worker_timeout or (120 if args.quick else 1800)
     started = time.perf_counter()
-    lines, rc, err = run_subprocess(command, timeout)
+    lines, rc, err = run_subprocess(command, timeout, env, cwd)
     result = {"status": "ok", "figures": {}, "info": {}, "seconds": round(time.perf_counter() - started, 1)}
     for line in lines:
         if "figure" in line:
@@ -863,6 +866,66 @@ def main(args):
     return results
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# --compare COMMIT: this tree's runtime (fast paths on, and off) against the runtime of another commit
+# ---------------------------------------------------------------------------------------------------------------
+
+def compare(args):
+    """Extract COMMIT's course_runtime into a temporary folder (git archive), then measure, round after round, that
+    runtime, this tree's, and this tree's with COURSE_RUNTIME_FAST_PATHS=0 (and ProcessPoolExecutor once), each in
+    a fresh worker. Alternating rounds spread the machine's ups and downs over all of them; each figure is the
+    median over the rounds. Prints the figures side by side and saves them as JSON."""
+    import tempfile
+
+    workloads = args.workloads.split(",") if args.workloads else (QUICK_WORKLOADS if args.quick else WORKLOADS)
+    with tempfile.TemporaryDirectory(prefix="course-bench-") as folder:
+        archive = subprocess.run(["git", "archive", args.compare, "course_runtime"], cwd=REPO, capture_output=True,
+                                 check=True).stdout
+        subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+        variants = {args.compare: {"COURSE_BENCH_RUNTIME_DIR": folder}, "this tree": {},
+                    "fast paths off": {"COURSE_RUNTIME_FAST_PATHS": "0"}}
+        runs = {name: [] for name in variants}
+        for round_number in range(args.rounds):
+            for name, extra in variants.items():
+                print(f"round {round_number + 1}/{args.rounds}: {name} ...", flush=True)
+                env = {k: v for k, v in os.environ.items() if k not in ("COURSE_RUNTIME_FAST_PATHS",)}
+                # Workers of the runtime start with the current folder first on sys.path: the commit's own folder
+                # for its runtime, so that its workers never import this tree's.
+                cwd = extra.get("COURSE_BENCH_RUNTIME_DIR", REPO)
+                runs[name].append(run_backend("course", args, workloads, dict(env, **extra), cwd))
+        print("ProcessPoolExecutor ...", flush=True)
+        ppe = run_backend("ppe", args, workloads)
+    table = []
+    for fig in FIGURES:
+        values = {name: [number(r["figures"].get(fig.key, {}).get("value")) for r in results]
+                  for name, results in runs.items()}
+        medians = {name: statistics.median([v for v in vs if v is not None]) if any(v is not None for v in vs)
+                   else None for name, vs in values.items()}
+        if all(m is None for m in medians.values()):
+            continue
+        medians["ppe"] = number(ppe["figures"].get(fig.key, {}).get("value"))
+        base, new = medians[args.compare], medians["this tree"]
+        change = (new / base - 1) * (1 if fig.higher_is_better else -1) if base and new else None
+        table.append({"figure": fig.key, "title": fig.title, "unit": fig.unit, "medians": medians,
+                      "rounds": values, "better_by": change})
+    names = list(runs) + ["ppe"]
+    header = f"{'figure':36}  {'unit':8}  " + "  ".join(f"{n[:14]:>14}" for n in names) + "  this tree vs " + \
+        args.compare
+    print("\n" + header + "\n" + "-" * len(header))
+    for row in table:
+        arrow = "↑" if FIGURE[row["figure"]].higher_is_better else "↓"
+        cells = "  ".join(f"{fmt(row['medians'][n]):>14}" for n in names)
+        better = f"{row['better_by']:+.1%}" if row["better_by"] is not None else "-"
+        print(f"{row['title'] + ' ' + arrow:36}  {row['unit']:8}  {cells}  {better:>8}")
+    print(f"Medians over {args.rounds} alternating round(s) of {args.repeat} repetition(s); the last column is how "
+          f"much better (+) or worse (-) this tree is than {args.compare}, with the fast paths on.")
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump({"machine": machine_info(), "compare": args.compare, "rounds": args.rounds, "table": table}, f,
+                  indent=1)
+    print(f"\nsaved {args.output}")
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -873,6 +936,9 @@ def parse_args(argv=None):
     p.add_argument("--workloads", default=None, help=f"comma-separated subset of {','.join(WORKLOADS)}")
     p.add_argument("--output", default=os.path.join(RESULTS, "latest.json"), help="where to save the JSON")
     p.add_argument("--worker-timeout", type=int, default=None, help="seconds per backend (default 120, full 1800)")
+    p.add_argument("--compare", metavar="COMMIT", help="measure this tree's runtime (fast paths on and off) against "
+                                                       "COMMIT's, alternately in one run")
+    p.add_argument("--rounds", type=int, default=3, help="--compare: alternating rounds (default 3)")
     p.add_argument("--worker", choices=BACKENDS, help=argparse.SUPPRESS)  # internal: measure one backend
     p.add_argument("--probe-startup", choices=BACKENDS, help=argparse.SUPPRESS)  # internal: one start-up
     args = p.parse_args(argv)
@@ -889,5 +955,9 @@ if __name__ == "__main__":
         if not arguments.workloads:
             arguments.workloads = ",".join(QUICK_WORKLOADS if arguments.quick else WORKLOADS)
         run_worker(arguments)
+    elif arguments.compare:
+        if arguments.output == os.path.join(RESULTS, "latest.json"):
+            arguments.output = os.path.join(RESULTS, "compare.json")
+        compare(arguments)
     else:
         main(arguments)

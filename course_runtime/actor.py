@@ -1,15 +1,17 @@
 """`@remote` on a class: ActorClass, the ActorHandle that `.remote()` returns, and its ActorMethods.
 
 Mirrors `ray.actor`. An actor is a dedicated worker process holding one instance of the class; a handle is a
-picklable address for it. Calling `handle.method.remote(...)` queues a call, returns ObjectRefs at once, and the
-runtime delivers calls to the actor's process in the order they were made (actor_manager.py on the driver side,
+picklable address for it. Calling `handle.method.remote(...)` builds a call's spec (task_spec.py), returns ObjectRefs
+at once, and the runtime delivers calls to the actor's process in the order they were made (gcs.py in the driver,
 worker.py in the actor's process).
 """
 import inspect
 
-from . import options as opts
+from . import options as opts, session
 from .object_ref import _events, random_hex
+from .remote_function import WithOptions
 from .serialization import check_function_size, pickle_function
+from .task_spec import actor_spec, call_spec, one_or_many, pack_arguments
 
 
 def _method_table(cls):
@@ -63,13 +65,8 @@ class ActorClass:
         """A version of this actor class that creates actors with some options changed, e.g. name="counter"."""
         opts.validate(actor_options, "actor")
         merged = {**self._default_options, **actor_options}
-        actor_class = self
-
-        class _WithOptions:
-            def remote(self, *args, **kwargs):
-                return actor_class._remote(args, kwargs, merged)
-
-        return _WithOptions()
+        return WithOptions(lambda args, kwargs: self._remote(args, kwargs, merged),
+                           f"{self!r}.options({actor_options})")
 
     def _remote(self, args, kwargs, actor_options):
         try:
@@ -78,8 +75,10 @@ class ActorClass:
             raise TypeError(f"{self.__name__}.remote(): {error}") from None
         except ValueError:
             pass  # no signature to check (e.g. a class with a C-level constructor)
-        from . import api
-        return api._runtime().create_actor(self, args, kwargs, actor_options)
+        args, kwargs, pins, to_store = pack_arguments(args, kwargs, self.__name__)
+        runtime = session.current()
+        spec = actor_spec(random_hex(16), self, args, kwargs, pins, actor_options, runtime.namespace)
+        return ActorHandle(*runtime.create_actor(spec, to_store, self.pickled))
 
     @property
     def _class_name(self):
@@ -91,9 +90,7 @@ class ActorClass:
         return self._pickled
 
     def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_pickled"] = None
-        return state
+        return {**self.__dict__, "_pickled": None}
 
     def __repr__(self):
         return f"<ActorClass {self.__module__}.{self.__qualname__}>"
@@ -163,13 +160,16 @@ class ActorMethod:
                 self._signature.bind(*args, **kwargs)
             except TypeError as error:
                 raise TypeError(f"{self._handle._class_name}.{self._name}.remote(): {error}") from None
-        from . import api
-        return api._runtime().call_actor(self._handle, self._name, args, kwargs, self._options)
+        handle, options = self._handle, self._options
+        name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{self._name}"
+        args, kwargs, pins, to_store = pack_arguments(args, kwargs, name)
+        spec = call_spec(handle._actor_id, self._name, name, args, kwargs, pins, options["num_returns"])
+        return one_or_many(session.current().submit_task(spec, to_store, None), spec.num_returns)
 
 
 def exit_actor():
     """End the current actor gracefully from inside one of its methods (atexit handlers run)."""
-    from . import api
-    if api._worker_client is None or api._worker_client.actor is None:
+    context = session.in_task()
+    if context is None or context.actor is None:
         raise TypeError("exit_actor() can only be called inside an actor.")
     raise SystemExit(0)

@@ -1,25 +1,18 @@
 """The public API: init, shutdown, remote, get, put, wait, cancel, and what code can ask about the machine.
 
 Mirrors `ray/_private/worker.py`, where Ray defines these functions. Each call checks its arguments the way Ray
-does (same errors, same wording where it matters), then hands the work to the runtime of *this* process: the Node
-in the driver (node.py), or the WorkerClient inside a task (worker.py), which forwards it to the driver.
+does (same errors, same wording where it matters), then hands the work to the runtime of *this* process
+(session.py): the driver's (driver.py), or the task context inside a worker (task_context.py).
 """
 import atexit
 import inspect
 import json
 import operator
-import os
-import sys
-import threading
 
-from . import options as opts
+from . import options as opts, session
+from .actor import ActorClass, ActorHandle, _method_table
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
-
-_node = None  # the driver's Node, between init() and shutdown()
-_worker_client = None  # set in worker processes
-_init_lock = threading.Lock()
-_forked_from = None  # in a process forked from a driver or worker: that process's pid (see _forget_after_fork)
 
 # init() arguments that only mean something on a real Ray cluster: accepted, and ignored without noise.
 RAY_ONLY_INIT_OPTIONS = {
@@ -34,12 +27,14 @@ RAY_ONLY_INIT_OPTIONS = {
 class RuntimeInfo:
     """What init() returns (Ray's RayContext): address information, and `with init(): ...` support."""
 
-    def __init__(self, node):
-        self.address_info = {"node_ip_address": "127.0.0.1", "node_id": node.node_id, "address": "local",
+    def __init__(self, driver):
+        raylet = driver.raylet
+        self.address_info = {"node_ip_address": "127.0.0.1", "node_id": raylet.node_id, "address": "local",
                              "session_dir": None, "webui_url": None}
         self.dashboard_url = None
-        self._description = (f"course_runtime: {node.num_cpus:g} CPUs, {len(node.resources.gpu_free)} GPUs, "
-                             f"{node.store.capacity / 2**20:.0f} MiB object store, {len(node.workers)} workers")
+        self._description = (f"course_runtime: {raylet.num_cpus:g} CPUs, {len(raylet.resources.gpu_free)} GPUs, "
+                             f"{raylet.store.capacity / 2**20:.0f} MiB object store, {len(raylet.pool.workers)} "
+                             f"workers")
 
     def __getitem__(self, key):
         return self.address_info[key]
@@ -61,13 +56,10 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
          ignore_reinit_error=False, namespace=None, **kwargs):
     """Start the runtime: worker processes, the object store and the scheduler. Returns at once; workers finish
     starting in the background (tasks submitted meanwhile wait for them)."""
-    global _node, _forked_from
-    from .node import Node
-    with _init_lock:
-        _forked_from = None  # a forked child may start a runtime of its own (its parent's refs mean nothing there)
-        if _worker_client is not None or _node is not None:
+    with session.lock:
+        if is_initialized():
             if ignore_reinit_error:
-                return RuntimeInfo(_node) if _node is not None else None
+                return RuntimeInfo(session.driver()) if session.driver() is not None else None
             raise RuntimeError("Maybe you called ray.init twice by accident? This error can be suppressed by "
                                "passing in 'ignore_reinit_error=True' or by calling 'ray.shutdown()' prior to "
                                "'ray.init()'.")
@@ -79,86 +71,24 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
         if address not in (None, "local", "auto"):
             raise ValueError(f"init(address={address!r}): the course runtime runs on this machine only. To use a "
                              f"Ray cluster, install Ray and set COURSE_BACKEND=ray (and RAY_ADDRESS).")
-        if num_cpus is None:
-            num_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        if isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float)) or num_cpus < 0:
+        if num_cpus is not None and (isinstance(num_cpus, bool) or not isinstance(num_cpus, (int, float))
+                                     or num_cpus < 0):
             raise ValueError(f"init(num_cpus={num_cpus!r}): give a number >= 0.")
         if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a number of bytes > 0.")
-        _node = Node(num_cpus, num_gpus, resources, object_store_memory, namespace)
-        _watch_ipython_cells()
-        return RuntimeInfo(_node)
+        return RuntimeInfo(session.start_driver(num_cpus, num_gpus, resources, object_store_memory, namespace))
 
 
 def shutdown(_exiting_interpreter=False):
     """Stop the workers and free every object. Safe to call twice; init() may be called again afterwards."""
-    global _node
-    with _init_lock:
-        node, _node = _node, None
-    if node is not None:
-        node.shutdown()
+    session.stop_driver()
 
 
 def is_initialized():
-    return _node is not None or _worker_client is not None
+    return session.driver() is not None or session.in_task() is not None
 
 
-def _runtime():
-    """The runtime of this process; in the driver, start one with the defaults if none is running (as Ray does)."""
-    if _worker_client is not None:
-        return _worker_client
-    node = _node
-    if node is None:
-        if _forked_from is not None:
-            raise RuntimeError(
-                f"This process (pid {os.getpid()}) was forked from process {_forked_from}, which runs the course "
-                f"runtime: the runtime belongs to that process and cannot be used here (it would hang, or garble "
-                f"its messages). Use the API only in the driver and in tasks and actors: run the work as a task "
-                f"(@ray.remote) instead of in a multiprocessing/os.fork child, or pass the child plain values "
-                f"(ray.get them first), not ObjectRefs.")
-        init(ignore_reinit_error=True)
-        node = _node
-    return node
-
-
-def _set_runtime(client):
-    global _worker_client
-    _worker_client = client
-
-
-@atexit.register
-def _shutdown_at_exit():
-    shutdown()
-
-
-def _forget_after_fork():
-    """In a child made by fork (multiprocessing, os.fork) of a driver or a worker: drop the inherited runtime.
-    Its threads did not survive the fork and its pipes belong to the parent: using it would hang or garble the
-    parent's messages, and the child's exit (atexit: shutdown) would stop the parent's workers."""
-    global _node, _worker_client, _forked_from, _init_lock
-    if _node is not None or _worker_client is not None:
-        _forked_from = os.getppid()
-        from . import object_ref
-        object_ref.clear_pending_events()  # the parent's ref-count news, not ours
-    _node = _worker_client = None
-    _init_lock = threading.Lock()  # another thread may have held it at the moment of the fork
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_after_fork)
-
-
-def _watch_ipython_cells():
-    """In Jupyter, print worker output that arrived while no API call was running, at the end of each cell."""
-    ipython = sys.modules.get("IPython")  # not imported: not in IPython (importing it here would cost 0.1 s)
-    shell = ipython.get_ipython() if ipython is not None else None
-    if shell is not None and _flush_after_cell not in shell.events.callbacks.get("post_run_cell", []):
-        shell.events.register("post_run_cell", _flush_after_cell)
-
-
-def _flush_after_cell(*_):
-    if _node is not None:
-        _node.flush_output()
+atexit.register(shutdown)
 
 
 # ---- @remote ----------------------------------------------------------------------------------------------
@@ -182,7 +112,6 @@ def remote(*args, **kwargs):
 
 def _make_remote(function_or_class, options):
     if inspect.isclass(function_or_class):
-        from .actor import ActorClass
         return ActorClass(function_or_class, options)
     if inspect.isfunction(function_or_class) or inspect.isbuiltin(function_or_class) or callable(function_or_class):
         return RemoteFunction(function_or_class, options)
@@ -213,7 +142,7 @@ def get(object_refs, *, timeout=None):
     if it failed, and GetTimeoutError if `timeout` seconds pass first."""
     _check_timeout(timeout)
     if isinstance(object_refs, ObjectRef):
-        return _runtime().get_values([object_refs.hex()], timeout)[0]
+        return session.current().get_values([object_refs.hex()], timeout)[0]
     if not isinstance(object_refs, list):
         raise ValueError(f"Invalid type of object refs, {type(object_refs)}, is given. 'object_refs' must either "
                          f"be an ObjectRef or a list of ObjectRefs.")
@@ -222,7 +151,7 @@ def get(object_refs, *, timeout=None):
             raise TypeError(f"Attempting to call `get` on the value {ref!r}, which is not an ray.ObjectRef.")
     if not object_refs:
         return []
-    return _runtime().get_values([ref.hex() for ref in object_refs], timeout)
+    return session.current().get_values([ref.hex() for ref in object_refs], timeout)
 
 
 def put(value, *, _owner=None):
@@ -230,7 +159,7 @@ def put(value, *, _owner=None):
     if isinstance(value, ObjectRef):
         raise TypeError("Calling 'put' on an ray.ObjectRef is not allowed. If you really want to do this, you can "
                         "wrap the ray.ObjectRef in a list and call 'put' on it.")
-    return _runtime().put(value)
+    return session.current().put(value)
 
 
 _ID_OF = operator.attrgetter("_id")
@@ -260,7 +189,7 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
     if num_returns > len(ray_waitables):
         raise ValueError(f"num_returns cannot be greater than the number of ray_waitables provided: "
                          f"{num_returns} > {len(ray_waitables)}.")
-    positions = _runtime().wait_ids(ids, num_returns, timeout)  # of the ready ones, in order
+    positions = session.current().wait_ids(ids, num_returns, timeout)  # of the ready ones, in order
     ready = [ray_waitables[p] for p in positions]
     not_ready, start = [], 0
     for p in positions:  # the rest, copied in slices
@@ -276,23 +205,22 @@ def cancel(ray_waitable, *, force=False, recursive=True):
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(f"ray.cancel() only supported for object refs. For actors, try ray.kill(). Got: "
                         f"{type(ray_waitable)}.")
-    _runtime().cancel(ray_waitable.hex(), force, recursive)
+    session.current().cancel(ray_waitable.hex(), force, recursive)
 
 
 def kill(actor, *, no_restart=True):
     """End an actor at once (its process is killed: atexit handlers do not run). Calls to it then raise
     ActorDiedError; with no_restart=False it restarts if it has max_restarts left."""
-    from .actor import ActorHandle
     if not isinstance(actor, ActorHandle):
         raise ValueError(f"ray.kill() only supported for actors. For tasks, try ray.cancel(). Got: {type(actor)}.")
-    _runtime().kill_actor(actor._actor_id, no_restart)
+    session.current().kill_actor(actor._actor_id, no_restart)
 
 
 def get_actor(name, namespace=None):
     """The handle of the named actor; ValueError if there is none with that name."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"Please supply a non-empty string name to get_actor, not {name!r}.")
-    return _runtime().get_actor(name, namespace)
+    return ActorHandle(*session.current().get_actor(name, namespace))
 
 
 def _check_timeout(timeout):
@@ -303,32 +231,33 @@ def _check_timeout(timeout):
 # ---- what code can ask ------------------------------------------------------------------------------------
 def get_gpu_ids():
     """The GPU ids assigned to the running task or actor ([] on the driver and in CPU-only tasks)."""
-    if _worker_client is not None:
-        return _worker_client.gpu_ids()
-    _runtime()
-    return []
+    return session.current().gpu_ids()
 
 
 def get_runtime_context():
-    return _runtime().runtime_context()
+    context = session.current().runtime_context()
+    if context._current_actor is not None:  # (id, class name, class): a handle to the actor running this code
+        actor_id, qualname, cls = context._current_actor
+        context._current_actor = ActorHandle(actor_id, qualname, _method_table(cls), False)
+    return context
 
 
 def cluster_resources():
-    return _runtime().cluster_resources()
+    return session.current().query("cluster_resources")
 
 
 def available_resources():
-    return _runtime().available_resources()
+    return session.current().query("available_resources")
 
 
 def nodes():
-    return _runtime().nodes()
+    return session.current().query("nodes")
 
 
 def timeline(filename=None):
     """Every finished task as Chrome-trace events (open the file in chrome://tracing or Perfetto, or draw it
     inline with course_runtime.viz.plot_timeline)."""
-    events = _runtime().timeline()
+    events = session.current().query("timeline")
     if filename is None:
         return events
     with open(filename, "w") as f:

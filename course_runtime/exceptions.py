@@ -4,6 +4,7 @@ Mirrors `ray.exceptions`. The one piece of machinery here is RayTaskError.as_ins
 inside a task comes back to the caller as a class that is *both* a RayTaskError and the original type, so
 `except ValueError:` around `get` works exactly as it would around a local call.
 """
+import copy
 
 
 class RayError(Exception):
@@ -101,7 +102,8 @@ class ObjectStoreFullError(RayError):
 
 
 class OutOfMemoryError(RayError):
-    """The task or actor was killed for using too much memory."""
+    """The task or actor was killed for using too much memory. Never raised here (there is no memory monitor); kept
+    because programs written for Ray catch it."""
 
 
 class ObjectLostError(RayError):
@@ -113,14 +115,6 @@ class ObjectLostError(RayError):
 
     def __reduce__(self):
         return (type(self), (self.object_ref_hex, str(self)))
-
-
-class OwnerDiedError(ObjectLostError):
-    """The process that owned the object died."""
-
-
-class ObjectFreedError(ObjectLostError):
-    """The object was freed while something still wanted it."""
 
 
 class RayActorError(RayError):
@@ -149,3 +143,11 @@ class ActorUnschedulableError(RayError):
 
 class PendingCallsLimitExceeded(RayError):
     """An actor already has `max_pending_calls` calls waiting."""
+
+
+def raise_stored(error):
+    """Raise the error a task left (or a request answered with): a fresh instance each time, so tracebacks don't
+    pile up; a task's error as RayTaskError *and* its cause's class."""
+    if isinstance(error, RayTaskError):
+        raise error.as_instanceof_cause()
+    raise copy.copy(error)

@@ -14,6 +14,7 @@ import random
 from . import serialization
 
 _events = collections.deque()  # (object id, +1 or -1), in the order refs were created and deleted
+current_runtime = None  # session.current, set by session.py (this module sits below it, and never imports it)
 
 
 class ObjectRef:
@@ -54,8 +55,7 @@ class ObjectRef:
 
     def future(self):
         """A concurrent.futures.Future that completes with the value (or the error) of this ref."""
-        from . import api
-        return api._runtime().future_for(self)
+        return current_runtime().future_for(self)
 
     def __await__(self):
         import asyncio

@@ -1,6 +1,7 @@
-"""Resource accounting and the queue of tasks waiting to run: the scheduling half of Ray's raylet.
+"""Resource accounting, the queues of tasks waiting to run, and noticing tasks that never can.
 
-Mirrors the raylet's cluster resource scheduler and local task manager, for one machine. Amounts are kept as whole
+Mirrors the raylet's cluster resource scheduler and local task manager (`src/ray/raylet/scheduling/`), for one
+machine. Amounts are kept as whole
 numbers of 1/10,000 units (Ray's precision), so 0.1 + 0.2 CPUs add up exactly. GPUs are also tracked per device,
 so a task gets concrete GPU ids; fractional requests are packed onto the fullest device that still fits them.
 Ready tasks wait in one FIFO queue per "scheduling class" (the shape of their request), so a task that cannot fit
@@ -8,6 +9,10 @@ does not hold back smaller tasks behind it.
 """
 import collections
 import math
+import os
+import shutil
+import socket
+import subprocess
 
 UNITS = 10_000
 
@@ -49,7 +54,19 @@ class Allocation:
 
 
 class NodeResources:
-    """Totals and what is free right now, for the one node the course runtime has."""
+    """Totals and what is free right now, for the one node the course runtime has.
+
+    >>> node = NodeResources({"CPU": to_units(2, "num_cpus"), "GPU": to_units(2, "num_gpus")}, gpu_ids=[0, 1])
+    >>> half_gpu = node.try_acquire({"CPU": to_units(0.5, "num_cpus"), "GPU": to_units(0.5, "num_gpus")})
+    >>> half_gpu.as_dict(), half_gpu.gpu_ids(), node.available_dict()
+    ({'CPU': 0.5, 'GPU': 0.5}, [0], {'CPU': 1.5, 'GPU': 1.5})
+    >>> node.try_acquire({"GPU": to_units(0.5, "num_gpus")}).gpu_ids()  # packed onto the same device
+    [0]
+    >>> node.try_acquire({"GPU": to_units(2, "num_gpus")}) is None  # device 0 is in use: no 2 whole GPUs free
+    True
+    >>> node.infeasible_reason({"CPU": to_units(3, "num_cpus")})
+    "it asks for {'CPU': 3} but this machine has only {'CPU': 2} in total"
+    """
 
     def __init__(self, total_units, gpu_ids):
         self.total = dict(total_units)
@@ -118,13 +135,27 @@ class NodeResources:
 
 
 class ReadyQueues:
-    """Tasks whose arguments are ready, one FIFO per request shape."""
+    """Tasks whose arguments are ready, one FIFO per request shape (Ray's "scheduling classes").
+
+    >>> from types import SimpleNamespace as Task
+    >>> big, small = {"CPU": to_units(2, "cpus")}, {"CPU": to_units(1, "cpus")}
+    >>> queues = ReadyQueues()
+    >>> for name, demand in [("big", big), ("small-1", small), ("small-2", small)]:
+    ...     queues.push(Task(name=name, state="READY", spec=Task(demand=demand)))
+    >>> started = []
+    >>> def start(task, allocation):  # the raylet sends the task to a worker here
+    ...     started.append(task.name)
+    ...     return True
+    >>> queues.schedule(NodeResources({"CPU": to_units(1, "cpus")}, []), start)
+    >>> started, len(queues)   # the big one waits, but does not hold back the small ones behind it
+    (['small-1'], 2)
+    """
 
     def __init__(self):
         self.queues = collections.OrderedDict()
 
     def push(self, task):
-        key = tuple(sorted(task.demand.items()))
+        key = tuple(sorted(task.spec.demand.items()))
         self.queues.setdefault(key, collections.deque()).append(task)
 
     def __len__(self):
@@ -160,7 +191,7 @@ class ReadyQueues:
                 if task.state != "READY":  # cancelled while queued
                     queue.popleft()
                     continue
-                allocation = resources.try_acquire(task.demand)
+                allocation = resources.try_acquire(task.spec.demand)
                 if allocation is None:
                     break
                 if not take_worker(task, allocation):
@@ -169,3 +200,133 @@ class ReadyQueues:
                 queue.popleft()
             if not queue:
                 del self.queues[key]
+
+
+def stuck_tasks(waiters, workers, objects, actors, available):
+    """Ready tasks that can never start: every task that has started is blocked in get()/wait() without a timeout,
+    waiting (directly, or through a task's arguments) for these; and these found no worker or not enough resources,
+    which only those blocked tasks could give back. Ray waits forever here; the raylet fails them, saying why."""
+    forever = {id(w.worker) for w in waiters if w.deadline is None}
+    if any((w.task is not None or w.queued) and id(w) not in forever for w in workers):
+        return []  # something still runs, or will wake up by itself
+    if any(a.in_flight or a.state not in ("ALIVE", "DEAD") for a in actors):
+        return []
+    awaited = [objects.get(i) for w in waiters for i in w.ids]
+    producers = {e.task for e in awaited if e is not None and e.value is None and e.task is not None}
+    held = collections.Counter()  # what the blocked tasks hold (they have lent their CPUs already)
+    for worker in workers:
+        if worker.task is not None and worker.actor is None:
+            held.update({k: v for k, v in worker.task.allocation.units.items() if k != "CPU"})
+    stuck, todo = [], list(producers)
+    while todo:
+        task = todo.pop()
+        if task.state == "READY" and all(v <= available.get(k, 0) + held[k] for k, v in task.spec.demand.items()):
+            stuck.append(task)  # (if something else holds what it needs, e.g. an actor, that may still end)
+        elif task.state == "WAITING":
+            for object_id in task.waiting_on:
+                entry = objects.get(object_id)
+                if entry is not None and entry.task is not None and entry.task not in producers:
+                    producers.add(entry.task)
+                    todo.append(entry.task)
+    return stuck
+
+
+class StallWatch:
+    """Says when the same tasks have been stuck, with no task finishing meanwhile, for longer than `limit_s`."""
+
+    def __init__(self, limit_s):
+        self.limit_s, self.since, self.signature = limit_s, None, None
+
+    def for_too_long(self, now, stuck, tasks_finished):
+        signature = (frozenset(id(t) for t in stuck), tasks_finished)
+        if not stuck or signature != self.signature:
+            self.since, self.signature = (now if stuck else None), signature
+            return False
+        if now - self.since > self.limit_s:
+            self.since = self.signature = None
+            return True
+        return False
+
+
+def why_stuck(task, blocked_names, pool_size, resources):
+    waiting = ", ".join(blocked_names)
+    allocation = resources.try_acquire(task.spec.demand)
+    if allocation is not None:  # its resources are free: what it lacks is a worker
+        resources.release(allocation)
+        return (f"No worker process could be started for task '{task.spec.name}': all {pool_size} worker processes "
+                f"are inside tasks blocked in ray.get()/ray.wait() ({waiting}), waiting for other tasks, and "
+                f"{pool_size} is as many as this machine allows at once (one process per blocked task; the bound "
+                f"comes from its memory and open-file limit, or COURSE_RUNTIME_MAX_WORKERS). A tree of nested tasks "
+                f"this wide or deep needs more processes than that: give each task more work (fewer, larger "
+                f"leaves), or have parents return their children's refs instead of blocking on them.")
+    short = {k: v for k, v in task.spec.demand.items() if v > max(0, resources.available.get(k, 0))}
+    return (f"Task '{task.spec.name}' can never start: it needs {describe(short or task.spec.demand)}, and that is "
+            f"held by tasks blocked in ray.get()/ray.wait() waiting for it ({waiting}). A task blocked in get() "
+            f"gives back its CPUs, but not its GPUs or custom resources. Ask for those only in the tasks that use "
+            f"them (e.g. the leaves, not the parent that waits), or have the parent return its children's refs "
+            f"instead of waiting for them. (Ray waits forever here.)")
+
+
+def node_table(node_id, resources):
+    """What `ray.nodes()` says about the one node."""
+    return [{"NodeID": node_id, "Alive": True, "alive": True, "NodeManagerAddress": "127.0.0.1",
+             "NodeManagerHostname": socket.gethostname(), "NodeName": "127.0.0.1",
+             "Resources": resources.total_dict(), "IsHeadNode": True}]
+
+
+def machine_resources(num_cpus, num_gpus, resources, object_store_memory):
+    """This machine's NodeResources (what init() declares, and what it finds), the store's capacity, its memory."""
+    gpu_ids, memory = detect_gpu_ids(num_gpus), total_memory()
+    capacity = object_store_memory or max(75 * 2**20, int(memory * 0.3))
+    totals = {"CPU": to_units(num_cpus, "num_cpus"), "GPU": to_units(len(gpu_ids), "num_gpus"),
+              "memory": to_units(max(memory - capacity, 0), "memory"),
+              "object_store_memory": to_units(capacity, "object_store_memory"), "node:127.0.0.1": UNITS}
+    for name, amount in (resources or {}).items():
+        if name in ("CPU", "GPU"):
+            raise ValueError(f"Use the 'num_cpus' and 'num_gpus' arguments of init() instead of '{name}' in "
+                             f"'resources'.")
+        totals[name] = to_units(amount, f"resources[{name!r}]")
+    return NodeResources(totals, gpu_ids), capacity, memory
+
+
+def detect_gpu_ids(num_gpus):
+    """GPU ids: the first `num_gpus` visible devices, or logical ones (0..n-1) if the machine has fewer."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        found = [int(x) for x in visible.split(",") if x.strip().isdigit()]
+    elif shutil.which("nvidia-smi"):
+        try:
+            listing = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10).stdout
+            found = [i for i, line in enumerate(listing.splitlines()) if line.startswith("GPU ")]
+        except (OSError, subprocess.SubprocessError):
+            found = []
+    else:
+        found = []
+    if num_gpus is None:
+        return found
+    to_units(num_gpus, "num_gpus")
+    if num_gpus != int(num_gpus):
+        raise ValueError(f"init(num_gpus={num_gpus}): the number of GPUs must be a whole number.")
+    return found[:int(num_gpus)] if len(found) >= num_gpus else list(range(int(num_gpus)))
+
+
+CGROUP_MEMORY_LIMITS = ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes")  # v2, v1
+
+
+def total_memory(limit_files=CGROUP_MEMORY_LIMITS):
+    """The machine's memory, or a container's memory limit if that is smaller (the store is sized from it: sized
+    from the host's memory, a large put in a small container would meet the out-of-memory killer, not a clear
+    ObjectStoreFullError)."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = 8 * 2**30
+    for path in limit_files:
+        try:
+            with open(path) as f:
+                limit = f.read().strip()
+        except OSError:
+            continue
+        if limit.isdigit():
+            memory = min(memory, int(limit))
+    return memory

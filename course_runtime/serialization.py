@@ -6,12 +6,13 @@ notebook travel by value) using pickle protocol 5: large binary buffers, such as
 buffers in shared memory, and readers rebuild the array directly on top of them: no copy, and read-only.
 """
 import inspect
-import os
 import pickle
 import threading
 import types
 
 import cloudpickle
+
+from . import fast_paths
 
 INLINE_LIMIT = 100 * 1024  # values smaller than this travel inside messages; larger ones go to shared memory
 ALIGNMENT = 64  # buffers in shared memory start on cache-line boundaries (numpy likes aligned data)
@@ -47,56 +48,19 @@ class SerializedValue:
         inband_len, parts = layout
         memory[:inband_len] = self.inband
         for buf, (offset, length) in zip(self.buffers, parts):
-            if length >= PARALLEL_COPY_BYTES:
-                _parallel_copy(memory[offset:offset + length], buf.cast("B"))
-            else:
+            if not fast_paths.copy_in_parallel(memory[offset:offset + length], buf.cast("B")):
                 memory[offset:offset + length] = buf.cast("B")
-
-
-PARALLEL_COPY_BYTES = 16 * 2**20  # buffers this large are copied by several threads at once, as Ray's put does:
-                                   # the time goes into the page faults of fresh memory, which then run in parallel
-
-
-def _parallel_copy(destination, source):
-    import numpy as np  # releases the GIL while it copies; imported only when a buffer this large shows up
-
-    into, out_of = np.frombuffer(destination, dtype=np.uint8), np.frombuffer(source, dtype=np.uint8)
-    count = min(4, os.cpu_count() or 1)
-    step = -(-len(out_of) // count // 4096) * 4096  # whole pages per thread
-    # Plain threads, joined: once join() returns they hold no view of the memory, which the caller then unmaps.
-    threads = [threading.Thread(target=np.copyto, args=(into[i:i + step], out_of[i:i + step]))
-               for i in range(0, len(out_of), step)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
 
 
 def _align(n):
     return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
 
 
-_PLAIN_TYPES = frozenset({int, float, complex, bool, str, bytes, type(None)})
-
-
-def _is_plain(value):
-    """Numbers, strings, and short flat tuples/lists/dicts of them: the standard pickler gives the same bytes as
-    cloudpickle for these, in a fraction of the time (most task arguments and results look like this)."""
-    kind = type(value)
-    if kind in _PLAIN_TYPES:
-        return True
-    if kind is tuple or kind is list:
-        return len(value) <= 32 and all(type(item) in _PLAIN_TYPES for item in value)
-    if kind is dict:
-        return len(value) <= 32 and all(type(k) in _PLAIN_TYPES and type(v) in _PLAIN_TYPES
-                                        for k, v in value.items())
-    return False
-
-
 def serialize(value):
     """Pickle `value`, keeping large buffers out of band. Raises whatever pickling raises."""
-    if _is_plain(value):
-        return SerializedValue(pickle.dumps(value, protocol=5), [], [])
+    plain = fast_paths.pickle_plain(value)
+    if plain is not None:
+        return SerializedValue(plain, [], [])
     buffers = []
     previous = getattr(_collecting, "refs", None)
     _collecting.refs = refs = []

@@ -7,16 +7,17 @@ These are course helpers: real Ray offers the same information through its dashb
 import html
 import time
 
-from . import api
+from . import session
+from .owner import Error, Stored
 from .scheduler import describe
 
 
-def _node():
-    node = api._node
-    if node is None:
+def _raylet():
+    driver = session.driver()
+    if driver is None:
         raise RuntimeError("The course runtime is not running in this process: call init() first (state helpers "
                            "work in the driver only).")
-    return node
+    return driver.raylet
 
 
 def events(kind=None):
@@ -37,9 +38,9 @@ def events(kind=None):
               "argument_stored": ("object_id", "size"), "actor_created": ("actor_id", "class_name"),
               "actor_restarting": ("actor_id", "restarts"), "actor_died": ("actor_id",),
               "worker_started": ("worker_pid",), "worker_exited": ("worker_pid", "exit_code")}
-    node = _node()
-    with node.lock:
-        log = list(node.events)
+    raylet = _raylet()
+    with raylet.lock:
+        log = list(raylet.events)
     out = []
     for record in log:
         if kind is None or record[1] == kind:
@@ -51,46 +52,51 @@ def events(kind=None):
 
 def summary():
     """A snapshot: workers and what they run, tasks waiting and why, objects in the store."""
-    node = _node()
-    with node.lock:
-        node._drain_local_refs()
+    raylet = _raylet()
+    owner = raylet.owner
+    with raylet.lock:
+        raylet.apply_local_refs()
         now = time.time()
-        workers = [{"pid": w.pid, "state": ("blocked in get/wait" if w.lent else "running") if w.task else "idle",
-                    "task": w.task.name if w.task else ""} for w in node.workers if w.actor is None]
+        blocked = {id(w.worker) for w in raylet.waiters}
+        workers = [{"pid": w.pid, "state": ("blocked in get/wait" if id(w) in blocked else "running") if w.task
+                    else "idle", "task": w.task.spec.name if w.task else ""}
+                   for w in raylet.pool.workers if w.actor is None]
         tasks = []
-        for task in node.tasks.values():
-            if task.kind == "actor_call":
+        for task in owner.tasks.values():
+            if task.spec.kind == "actor_call":
                 continue  # listed with their actor below
             if task.state == "WAITING":
                 reason = f"waiting for {len(task.waiting_on)} argument(s) to be computed"
             elif task.state == "READY":
-                reason = (f"waiting for resources: needs {describe(task.demand)}, "
-                          f"free now {describe({k: v for k, v in node.resources.available.items() if v > 0})}")
+                reason = (f"waiting for resources: needs {describe(task.spec.demand)}, "
+                          f"free now {describe({k: v for k, v in raylet.resources.available.items() if v > 0})}")
             elif task.state == "QUEUED":
                 reason = f"sent to worker {task.worker.pid}, to start when its current (tiny) task ends"
             else:
                 reason = f"running on worker {task.worker.pid}" if task.worker else "running"
-            tasks.append({"task_id": task.task_id, "name": task.name, "state": task.state, "reason": reason,
+            tasks.append({"task_id": task.spec.task_id, "name": task.spec.name, "state": task.state, "reason": reason,
                           "age_s": round(now - task.submitted, 3)})
         actors = []
-        for a in node.actors.values():
+        for a in raylet.gcs.actors.values():
             if a.state == "DEAD":
                 continue
-            sent = [t.method for t in a.in_flight.values()]  # the actor runs max_concurrency of these at once
-            running, queued = sent[:a.max_concurrency], sent[a.max_concurrency:] + [t.method for t in a.queue]
-            actors.append({"actor": f"{a.class_name} {a.actor_id[:8]}…", "name": a.name or "", "state": a.state,
+            sent = [t.spec.method for t in a.in_flight.values()]  # it runs max_concurrency of these at once
+            concurrency = a.spec.max_concurrency
+            running, queued = sent[:concurrency], sent[concurrency:] + [t.spec.method for t in a.queue]
+            actors.append({"actor": f"{a.class_name} {a.spec.actor_id[:8]}…", "name": a.spec.name or "",
+                           "state": a.state,
                            "pid": a.worker.pid if a.worker else "", "running": ", ".join(running),
                            "queued": ", ".join(queued)})
         objects = [{"object_id": e.id, "size": e.size, "where": _where(e), "created_by": e.creator,
-                    "refs": e.refs} for e in node.objects.values()]
-        store = {"used": node.store.used, "capacity": node.store.capacity, "segments": len(node.store.segments)}
-    return Summary(workers, tasks, actors, objects, store, node.resources.total_dict())
+                    "refs": e.refs} for e in owner.objects.values()]
+        store = {"used": raylet.store.used, "capacity": raylet.store.capacity, "segments": len(raylet.store.segments)}
+    return Summary(workers, tasks, actors, objects, store, raylet.resources.total_dict())
 
 
 def _where(entry):
     if entry.value is None:
         return "pending"
-    return {"v": "inline", "s": "shared memory", "e": "error"}[entry.value[0]]
+    return {Stored: "shared memory", Error: "error"}.get(type(entry.value), "inline")
 
 
 class Summary:

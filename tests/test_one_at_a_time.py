@@ -1,5 +1,5 @@
 """A driver that submits one small task and gets its result, again and again (the loop learners write first).
-Two things make it fast in the course runtime: the thread in get() reads the worker's pipe itself (Node._wait), and
+Two things make it fast in the course runtime: the thread in get() reads the worker's pipe itself (fast_paths), and
 a worker that gets work back to back watches its pipe briefly before sleeping (Channel.recv). Neither may cost a
 result, an error, a large value, or CPU time once the loop is over."""
 import os
@@ -64,7 +64,7 @@ def test_an_idle_runtime_uses_no_cpu_after_a_loop_of_small_tasks(ray_start):
     for _ in range(2000):
         ray.get(noop.remote(), timeout=60)
     time.sleep(0.2)
-    pids = [os.getpid()] + [worker.pid for worker in ray.api._node.workers]
+    pids = [os.getpid()] + [worker.pid for worker in ray.session.driver().raylet.pool.workers]
     before = [cpu_seconds(pid) for pid in pids]
     time.sleep(1.5)
     used = [cpu_seconds(pid) - b for pid, b in zip(pids, before)]

@@ -1,4 +1,4 @@
-"""Tiny tasks queued in a busy worker's pipe (Node._pipeline_tiny_tasks): faster, and never at the cost of a result,
+"""Tiny tasks queued in a busy worker's pipe (fast_paths.after_schedule): faster, and never at the cost of a result,
 an error, a cancellation or a deadlock."""
 import os
 import time
@@ -7,7 +7,7 @@ import pytest
 
 import course_runtime as ray
 from course_runtime import state
-from course_runtime.node import PIPELINE_DEPTH
+from course_runtime.fast_paths import PIPELINE_DEPTH
 
 pytestmark = pytest.mark.course_only
 
@@ -32,9 +32,9 @@ def test_many_tiny_tasks_are_pipelined_and_every_result_is_right(rt):
 
     make_tiny(square, 1)
     assert ray.get([square.remote(i) for i in range(20_000)], timeout=120) == [i * i for i in range(20_000)]
-    node = ray.api._node
+    node = ray.session.driver().raylet
     assert node.tiny_runs[square._function_id] >= 3
-    assert all(not w.queued for w in node.workers)  # nothing left behind in a pipe
+    assert all(not w.queued for w in node.pool.workers)  # nothing left behind in a pipe
     assert node.resources.available["CPU"] == node.resources.total["CPU"]  # every CPU given back
 
 

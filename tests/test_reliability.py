@@ -52,9 +52,9 @@ def _store():
     from course_runtime import state
 
     gc.collect()
-    node = __import__("course_runtime").api._node
-    with node.lock:
-        node._drain_local_refs()
+    raylet = __import__("course_runtime").session.driver().raylet
+    with raylet.lock:
+        raylet.apply_local_refs()
     return state.summary().store
 
 
@@ -209,7 +209,7 @@ def test_many_init_shutdown_cycles_leak_no_process_fd_thread_or_segment(course, 
     """init(), work (tasks, an actor, a large put), shutdown(), twelve times in one process: the counts of child
     processes, open file descriptors, threads and segment files come back to where they were, and memory stays
     within a wide bound."""
-    from course_runtime import object_store
+    from course_runtime import plasma as object_store
 
     ray = course
     monkeypatch.setattr(object_store, "USE_MEMFD", shm_mode == "memfd" and object_store.USE_MEMFD)
@@ -372,8 +372,8 @@ def test_ctrl_c_at_random_moments_never_breaks_the_runtime(course):
     assert interrupted > 0
     refs = None
     _runtime_still_works(ray)
-    node = ray.api._node
-    assert wait_until(lambda: not node.tasks, 30), f"tasks stuck: {list(node.tasks.values())[:3]}"
+    owner = ray.session.driver().raylet.owner
+    assert wait_until(lambda: not owner.tasks, 30), f"tasks stuck: {list(owner.tasks.values())[:3]}"
     # Known limit (README, Reliability): a Ctrl-C that lands inside the driver's reference counting (an
     # ObjectRef's __del__, or the step that applies dropped refs) loses that news, and the object stays counted
     # until shutdown(). The store stays usable: a 150 MB object still fits in this 200 MB store.
@@ -621,10 +621,10 @@ _SMALL_SHM_PROBE = r"""
 import json, os, sys
 import numpy as np
 import course_runtime as ray
-from course_runtime import object_store
+from course_runtime import plasma as object_store
 
 ray.init(num_cpus=1, object_store_memory=400 * 2**20)
-out = {"memfd": object_store.USE_MEMFD, "folder": ray.api._node.store.folder}
+out = {"memfd": object_store.USE_MEMFD, "folder": ray.session.driver().raylet.store.folder}
 
 
 @ray.remote
@@ -688,7 +688,7 @@ def test_a_64_mb_dev_shm_gives_a_clear_message_or_just_works(tmp_path, mode):
 def test_a_full_file_system_is_an_error_in_the_driver_not_a_crash(course, monkeypatch, tmp_path):
     """In-process check of the same guarantee: the files fallback on a file system without room. The segment is
     reserved (posix_fallocate) before anyone writes to it, so the error comes from put(), not as SIGBUS."""
-    from course_runtime import object_store
+    from course_runtime import plasma as object_store
 
     def no_space(fd, size):
         raise OSError(28, "No space left on device")
@@ -699,7 +699,7 @@ def test_a_full_file_system_is_an_error_in_the_driver_not_a_crash(course, monkey
     ray.init(num_cpus=1)
     with pytest.raises(ray.exceptions.ObjectStoreFullError, match="No space left on device.*TMPDIR"):
         ray.put(np.ones(MB))
-    folder = ray.api._node.store.folder
+    folder = ray.session.driver().raylet.store.folder
     assert os.listdir(folder) == [], "the refused segment's file was left behind"
     monkeypatch.undo()
     monkeypatch.setattr(object_store, "USE_MEMFD", False)
@@ -729,7 +729,7 @@ def test_soak_100_000_tasks_keep_driver_memory_and_tables_bounded(course):
             start = _rss()
     gc.collect()
     growth = _rss() - start
-    node = ray.api._node
+    node = ray.session.driver().raylet.owner
 
     def tables_empty():
         _store()  # applies the driver's pending ref drops
@@ -933,7 +933,7 @@ if __name__ == "__main__":
     ray.init(num_cpus=2)
     ref, pending = ray.put(41), slow.remote()
     ray.get(ray.put(0))
-    workers_before = {w.pid for w in ray.api._node.workers}
+    workers_before = {w.pid for w in ray.session.driver().raylet.pool.workers}
     out = {}
 
     # 1. os.fork() of the driver: the child uses the API, then exits normally (atexit handlers run).
@@ -956,7 +956,7 @@ if __name__ == "__main__":
         out["fork"] = json.loads(f.read())
     os.waitpid(child, 0)
     time.sleep(1)
-    out["workers_survived"] = workers_before <= {w.pid for w in ray.api._node.workers}
+    out["workers_survived"] = workers_before <= {w.pid for w in ray.session.driver().raylet.pool.workers}
 
     # 2. a multiprocessing child (fork) inside a task: it prints and calls the API; the task's worker is unharmed.
     out["task_child"] = ray.get(task_with_a_child.remote([ref]), timeout=60)
@@ -1039,7 +1039,7 @@ def test_workers_and_actors_talk_only_over_unnamed_socket_pairs(course):
         for line in list(f)[1:]:
             fields = line.split()
             unix[fields[6]] = (int(fields[3], 16), fields[7] if len(fields) > 7 else "")
-    driver_sockets = {str(os.fstat(w.sock.fileno()).st_ino) for w in ray.api._node.workers}
+    driver_sockets = {str(os.fstat(w.sock.fileno()).st_ino) for w in ray.session.driver().raylet.pool.workers}
     for p in pids | {os.getpid()}:
         inodes = _socket_inodes(p) if p != os.getpid() else driver_sockets
         assert inodes, f"process {p} has no socket?"
@@ -1054,13 +1054,13 @@ def test_workers_and_actors_talk_only_over_unnamed_socket_pairs(course):
 def test_the_files_fallback_keeps_segments_private(course, monkeypatch):
     """Files mode: the session's folder is made by mkdtemp (unpredictable name, mode 0700) and each segment is
     created with O_EXCL and mode 0600: no other user can read, replace or plant an object."""
-    from course_runtime import object_store
+    from course_runtime import plasma as object_store
 
     monkeypatch.setattr(object_store, "USE_MEMFD", False)
     ray = course
     ray.init(num_cpus=1)
     ref = ray.put(np.ones(MB))
-    store = ray.api._node.store
+    store = ray.session.driver().raylet.store
     assert stat.S_IMODE(os.stat(store.folder).st_mode) == 0o700
     (segment,) = store.segments.values()
     assert stat.S_IMODE(os.stat(segment.path).st_mode) == 0o600

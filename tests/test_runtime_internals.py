@@ -171,9 +171,9 @@ def test_functions_are_shipped_to_each_worker_once(rt):
         return i
 
     ray.get([f.remote(i) for i in range(50)])
-    node = ray.api._node
-    assert len(node.function_table) == 1
-    assert all(len(w.functions) <= 1 for w in node.workers)
+    raylet = ray.session.driver().raylet
+    assert len(raylet.owner.function_table) == 1
+    assert all(len(w.functions) <= 1 for w in raylet.pool.workers)
 
 
 def test_no_network_socket_is_opened(rt):
@@ -201,8 +201,7 @@ def test_no_network_socket_is_opened(rt):
 
 def test_shared_memory_segments_are_private_to_their_owner(rt):
     ref = ray.put(np.zeros(MB))
-    node = ray.api._node
-    (segment,) = node.store.segments.values()
+    (segment,) = ray.session.driver().raylet.store.segments.values()
     mode = os.fstat(segment.fd).st_mode
     assert stat.S_IMODE(mode) == 0o600
     del ref
@@ -299,7 +298,7 @@ def test_a_small_task_is_not_held_back_by_a_bigger_one_of_the_same_function(rt):
 
 
 def test_a_container_memory_limit_sizes_the_store(tmp_path):
-    from course_runtime.node import total_memory
+    from course_runtime.scheduler import total_memory
 
     machine = total_memory(limit_files=())
     limit = tmp_path / "memory.max"

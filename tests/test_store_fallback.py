@@ -22,7 +22,7 @@ def total(a):
     return float(a.sum())
 
 assert ray.get(total.remote(ref)) == 2_000_000.0
-folder = ray.api._node.store.folder
+folder = ray.session.driver().raylet.store.folder
 print(folder, flush=True)
 if sys.argv[1] == "hang":
     time.sleep(60)

@@ -173,9 +173,9 @@ def test_a_task_that_needs_a_gpu_its_waiting_parent_holds_fails_clearly_instead_
     assert "STILL WAITING True" in result.stdout and "AFTER ran" in result.stdout
 
 
-def test_node_docstring_examples_run():
+def test_worker_pool_docstring_examples_run():
     import doctest
 
-    from course_runtime import node
-    results = doctest.testmod(node)
+    from course_runtime import worker_pool
+    results = doctest.testmod(worker_pool)
     assert results.attempted >= 1 and results.failed == 0

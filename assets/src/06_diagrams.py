@@ -26,7 +26,7 @@ def step(ax, x, y, n):
 
 
 def course_runtime(png_dir):
-    """One driver process with the Node inside, worker processes on pipes, big values in shared memory."""
+    """One driver process with the raylet inside, worker processes on pipes, big values in shared memory."""
     fig, ax = canvas(12, 6.6)  # 100 x 55 units
     ax.text(50, 52.5, "The course runtime: one driver, a few worker processes, shared memory",
             ha="center", fontsize=14, weight="bold", color=INK)
@@ -36,17 +36,19 @@ def course_runtime(png_dir):
     ax.text(4, 46, "driver process (your notebook's kernel)", fontsize=11, weight="bold", color=INK)
     box(ax, 5, 36, 44, 7.5, face="white", edge=DRIVER)
     ax.text(27, 39.7, "f.remote(x)      ray.get(ref)", ha="center", va="center", fontsize=10, family=MONO)
-    ax.text(6, 42.0, "api.py, remote_function.py", fontsize=8, color=MUTED)
+    ax.text(6, 42.0, "api.py, remote_function.py, driver.py", fontsize=8, color=MUTED)
     box(ax, 5, 17, 21, 16.5, face=DRIVER, edge=DRIVER)
-    ax.text(15.5, 30.3, "Node  (node.py)", ha="center", fontsize=10.5, weight="bold", color="white")
-    for i, line in enumerate(["task table", "object table", "reference counts", "actors (actor_manager.py)"]):
+    ax.text(15.5, 30.3, "owner.py", ha="center", fontsize=10.5, weight="bold", color="white")
+    for i, line in enumerate(["task table", "object table", "reference counts", "actors: gcs.py"]):
         ax.text(15.5, 26.6 - 2.7 * i, line, ha="center", fontsize=9, color="white")
     box(ax, 28, 25.5, 21, 8, face=DRIVER, edge=DRIVER)
     ax.text(38.5, 30.9, "scheduler.py", ha="center", fontsize=10.5, weight="bold", color="white")
     ax.text(38.5, 27.6, "ledger + ready queues", ha="center", fontsize=9, color="white")
     box(ax, 28, 17, 21, 6.5, face=DRIVER, edge=DRIVER)
-    ax.text(38.5, 20.9, "IO thread", ha="center", fontsize=10.5, weight="bold", color="white")
+    ax.text(38.5, 20.9, "IO thread (raylet.py)", ha="center", fontsize=10.5, weight="bold", color="white")
     ax.text(38.5, 18.4, "reads every pipe", ha="center", fontsize=9, color="white")
+    ax.text(18.5, 34.6, "raylet.py: owner + scheduler + worker_pool.py + gcs.py", ha="left", fontsize=7.5,
+            color=MUTED)
     arrow(ax, (16, 35.8), (16, 33.7))
     step(ax, 12, 34.8, 1)
 
@@ -57,16 +59,16 @@ def course_runtime(png_dir):
                 color="white")
         ax.text(82, y + 2.6, "load args -> run f -> store result", ha="center", fontsize=9, color="white")
     arrow(ax, (49.3, 30), (65.7, 42), color=TASK, lw=1.8)
-    ax.text(56.5, 38.6, '"task"', ha="center", fontsize=9, color=TASK, family=MONO, rotation=36)
+    ax.text(56.5, 38.6, "RunTask", ha="center", fontsize=9, color=TASK, family=MONO, rotation=36)
     step(ax, 60.5, 38.2, 2)
     arrow(ax, (65.7, 39.5), (49.3, 21.5), color=INK, lw=1.4, ls="--")
-    ax.text(59.4, 26.8, '"done"', ha="center", fontsize=9, color=INK, family=MONO, rotation=48)
+    ax.text(59.4, 26.8, "TaskDone", ha="center", fontsize=9, color=INK, family=MONO, rotation=48)
     step(ax, 66, 45.5, 3)
     ax.text(59, 46.5, "one socket\npair each", ha="center", va="center", fontsize=8.5, color=MUTED)
 
     # Shared memory.
     box(ax, 2, 2, 96, 9, face=STORE_LIGHT, edge=STORE, lw=1.8)
-    ax.text(4, 7.6, "object store (object_store.py)", fontsize=10.5, weight="bold", color=STORE)
+    ax.text(4, 7.6, "object store (plasma.py)", fontsize=10.5, weight="bold", color=STORE)
     ax.text(4, 4.0, "one shared-memory segment per large value", fontsize=9, color=STORE)
     for i, x in enumerate((48, 60, 72, 84)):
         box(ax, x, 3.5, 10, 6, face=STORE, edge=STORE, radius=0.6)

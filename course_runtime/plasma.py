@@ -1,11 +1,11 @@
-"""The shared-memory object store: one segment per large object, created and accounted for by the driver.
+"""The shared-memory object store: one segment per large object, allocated, sealed and freed by the driver.
 
-Mirrors Ray's plasma store (create, write, seal, read zero-copy, free). The driver creates every segment, so it can
-enforce `object_store_memory` *before* anything is written; a writer (the driver, or a worker asking over its pipe)
-maps the segment, copies the value in, and "seals" it, which is the moment the object becomes visible. A worker that
-dies while writing leaves only an unsealed segment, which the driver frees: nobody ever reads half an object.
-The driver reserves a segment's memory when it creates it, so a full disk or memory is an ObjectStoreFullError for
-the caller, never a SIGBUS that kills the writer.
+Mirrors Ray's plasma store (`src/ray/object_manager/plasma/`: create, seal, get, abandon, delete). The driver
+allocates every segment, so it can enforce `object_store_memory` *before* anything is written; a writer (the driver,
+or a worker that asked for the segment over its pipe) maps it and copies the value in with `write`, the one write
+path; the driver then seals it, the moment the object becomes visible. A segment whose writer failed or died is
+abandoned unsealed: nobody ever reads half an object. Allocating reserves the memory, so a full disk or memory is an
+ObjectStoreFullError for the caller, never a SIGBUS that kills the writer.
 
 On Linux a segment is a memfd: anonymous memory with no name in /dev/shm, unaffected by /dev/shm's size, and freed by
 the kernel when its last user closes it, even if the driver is killed with SIGKILL. Other processes open it through
@@ -23,8 +23,9 @@ try:
 except ImportError:  # Windows
     resource = None
 
+from . import fast_paths
 from .exceptions import ObjectStoreFullError
-from .serialization import INLINE_LIMIT, PARALLEL_COPY_BYTES
+from .serialization import INLINE_LIMIT, deserialize_from
 
 USE_MEMFD = hasattr(os, "memfd_create") and os.environ.get("COURSE_RUNTIME_SHM") != "files"
 _SESSION_PREFIX = "course-runtime-"
@@ -57,6 +58,10 @@ class Segment:
             self._view = memoryview(mmap.mmap(self.fd, self.size, prot=mmap.PROT_READ)).toreadonly()
         return self._view
 
+    def read(self, layout):
+        """The value in this segment, rebuilt on top of the driver's mapping (zero-copy, read-only)."""
+        return deserialize_from(self.read_view(), layout)
+
     def close(self):
         # The memory itself lives on while any process still maps it (e.g. a numpy array viewing it).
         self._view = None
@@ -73,39 +78,58 @@ def reserve(fd, size):
         os.posix_fallocate(fd, 0, size)
 
 
-def map_for_writing(path, size):
-    """Map a segment created by the driver, for the writer to fill. Touching all pages up front is faster, except
-    for large values, whose pages the copying threads touch in parallel (serialization.PARALLEL_COPY_BYTES)."""
-    populate = getattr(mmap, "MAP_POPULATE", 0) if size < PARALLEL_COPY_BYTES else 0
+def write(path, serialized, layout, size):
+    """Copy a pickled value into the segment at `path` (by the driver, or by a worker that was given its path)."""
     fd = os.open(path, os.O_RDWR)
     try:
-        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED | populate)
+        populate = getattr(mmap, "MAP_POPULATE", 0) if fast_paths.populate_pages(size) else 0
+        mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED | populate)
     finally:
         os.close(fd)  # the mapping keeps the memory reachable
+    with memoryview(mapping) as memory:
+        serialized.write_into(memory, layout)
+    mapping.close()
 
 
-def map_for_reading(path, size):
+def read(path, size, layout):
+    """The value stored in the segment at `path`, rebuilt on top of the shared memory (zero-copy, read-only)."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        return memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ)).toreadonly()
+        return deserialize_from(memoryview(mmap.mmap(fd, size, prot=mmap.PROT_READ)).toreadonly(), layout)
     finally:
         os.close(fd)
 
 
 class ObjectStore:
-    """Allocates segments within a memory budget and knows what is using it."""
+    """Allocates segments within a memory budget and knows what is using it.
+
+    >>> store = ObjectStore(capacity=3 * 2**20)
+    >>> segment = store.allocate(2 * 2**20, "an example", writer="worker 1")
+    >>> store.used, sorted(store.unsealed)
+    (2097152, [1])
+    >>> store.allocate(2 * 2**20, "a second one")
+    Traceback (most recent call last):
+    ...
+    course_runtime.exceptions.ObjectStoreFullError: Cannot store 2.0 MiB (a second one): the object store holds ...
+    >>> store.seal(segment.seg_id) is segment, store.unsealed
+    (True, {})
+    >>> store.free(segment); store.used
+    0
+    >>> store.close()
+    """
 
     def __init__(self, capacity):
         self.capacity = capacity
         self.used = 0
         self.segments = {}
+        self.unsealed = {}  # segment id -> its writer, for segments being written (freed if the writer dies)
         self._next_id = 0
         self.folder = None
         if not USE_MEMFD:
             sweep_dead_sessions()
             self.folder = tempfile.mkdtemp(prefix=f"{_SESSION_PREFIX}{os.getpid()}-")
 
-    def allocate(self, size, description):
+    def allocate(self, size, description, writer=None):
         """Reserve `size` bytes for a new object; ObjectStoreFullError if the budget does not allow it."""
         if self.used + size > self.capacity:
             raise ObjectStoreFullError(self._full_message(size, description))
@@ -116,7 +140,20 @@ class ObjectStore:
             raise ObjectStoreFullError(self.refused_message(size, description, error)) from None
         self.segments[segment.seg_id] = segment
         self.used += size
+        if writer is not None:
+            self.unsealed[segment.seg_id] = writer
         return segment
+
+    def seal(self, seg_id):
+        """The writer is done: the segment holds a whole value now."""
+        self.unsealed.pop(seg_id, None)
+        return self.segments[seg_id]
+
+    def abandon(self, seg_id=None, writer=None):
+        """Free a segment left unsealed (its write failed), or every one a writer (a dead worker) left."""
+        for seg in [seg_id] if writer is None else [s for s, w in self.unsealed.items() if w is writer]:
+            if self.unsealed.pop(seg, None) is not None:
+                self.free(self.segments[seg])
 
     def free(self, segment):
         if self.segments.pop(segment.seg_id, None) is not None:
