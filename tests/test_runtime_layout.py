@@ -33,7 +33,8 @@ LAYERS = [
     ["remote_function"],
     ["actor"],
     ["api"],
-    ["state", "viz", "doctor", "util.actor_pool", "util.queue"],  # course helpers and Ray's utilities
+    ["state", "viz", "doctor", "util.actor_pool", "util.queue", "util.multiprocessing.pool"],  # helpers, Ray's utilities
+    ["util.multiprocessing"],
     ["", "checks", "util", "__main__"],
 ]
 # Lines of code, without blank lines, comments and docstrings. Issue 12 asks for 2,300; the redesign measures
