@@ -7,7 +7,7 @@ calls get() sleeps on the raylet's `changed` condition, or (fast_paths) reads th
 import time
 
 from . import fast_paths
-from .exceptions import GetTimeoutError, ObjectStoreFullError, raise_stored
+from .exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, raise_stored
 from .object_ref import ObjectRef, future_resolver, new_id, random_task_id
 from .owner import Error, Stored, first_ready
 from .plasma import write
@@ -156,17 +156,25 @@ class Driver:
         """Block until answered() (called under the lock) is True or the deadline passes, sleeping on `changed`,
         which the IO thread notifies after each batch of messages."""
         raylet = self.raylet
-        if not fast_paths.wait_reading_pipe(raylet, entry, answered, deadline):
+
+        def over():  # answered, or shutdown() (from another thread) ended the runtime under this one
+            return not raylet.alive or answered()
+
+        if not fast_paths.wait_reading_pipe(raylet, entry, over, deadline):
             while True:
                 with self.lock:
                     remaining = None if deadline is None else deadline - time.monotonic()
-                    if answered() or (remaining is not None and remaining <= 0):
+                    if over() or (remaining is not None and remaining <= 0):
                         break
                     raylet.changed.wait(remaining if remaining is not None else 1.0)
                 if raylet.output.pending:
                     raylet.output.flush()
         if raylet.output.pending:
             raylet.output.flush()
+        if not raylet.alive:
+            raise RaySystemError("ray.shutdown() was called while this thread waited in ray.get()/ray.wait(): the "
+                                 "runtime that would have produced the result is gone. Collect results before "
+                                 "shutting down (or call ray.init() again and submit the work anew).")
 
     def future_for(self, ref):
         future, resolve = future_resolver(self, ref)

@@ -329,6 +329,39 @@ def test_threads_each_getting_their_own_results_one_at_a_time(ray_start):
 
 
 @course_only
+def test_shutdown_wakes_threads_blocked_in_get_or_wait_with_a_clear_error(ray_start):
+    """Threads blocked in get() and wait() with no timeout, when the main thread calls shutdown(): each gets a
+    RaySystemError naming shutdown at once, never a wait that lasts forever. (Ray ends such threads with a bare
+    SystemExit: a row of README's Differences.)"""
+    ray = ray_start
+
+    @ray.remote
+    def slow():
+        time.sleep(60)
+
+    ref, raised = slow.remote(), {}
+
+    def blocked(name, call):
+        try:
+            call()
+        except Exception as error:  # noqa: BLE001 (the test reads what was raised)
+            raised[name] = error
+
+    threads = [threading.Thread(target=blocked, args=("get", lambda: ray.get(ref))),
+               threading.Thread(target=blocked, args=("wait", lambda: ray.wait([ref])))]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)  # both are waiting now
+    ray.shutdown()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert not any(thread.is_alive() for thread in threads), "a thread still waits after shutdown()"
+    assert set(raised) == {"get", "wait"}, raised
+    for error in raised.values():
+        assert isinstance(error, ray.exceptions.RaySystemError) and "ray.shutdown() was called" in str(error)
+
+
+@course_only
 def test_ctrl_c_at_random_moments_never_breaks_the_runtime(course):
     """A storm of SIGINTs (every few ms for 3 s) while the driver submits, gets, waits and puts: whatever was
     interrupted, the runtime still works afterwards and no task is stuck."""
