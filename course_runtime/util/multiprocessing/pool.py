@@ -16,7 +16,7 @@ import time
 from multiprocessing import TimeoutError
 
 from ... import api
-from ...exceptions import RayError
+from ...exceptions import RayError, RaySystemError
 
 logger = logging.getLogger(__name__)
 _POLL_S = 0.1  # how often a result thread looks up from ray.wait (to notice a shutdown)
@@ -79,13 +79,16 @@ class AsyncResult:
         index_of = {ref: i for i, ref in enumerate(chunk_refs)}
         pending, succeeded = list(chunk_refs), []  # succeeded: in the order chunks finish (callback gets it), as in Ray
         while pending:
-            if not api.is_initialized():  # shut down under us: these results will never come
+            try:
+                if not api.is_initialized():  # (a wait now would start a new session)
+                    raise RaySystemError
+                ready, pending = api.wait(pending, num_returns=1, timeout=_POLL_S)
+            except RaySystemError:  # shut down under us, before or during the wait: these results will never come
                 lost = RayError("ray.shutdown() was called before this Pool result arrived.")
                 for ref in pending:
                     self._chunks[index_of[ref]] = [lost]
                 self._got_error = True
                 return
-            ready, pending = api.wait(pending, num_returns=1, timeout=_POLL_S)
             for ref in ready:
                 try:
                     chunk = api.get(ref)
