@@ -19,7 +19,6 @@ from ... import api
 from ...exceptions import RayError, RaySystemError
 
 logger = logging.getLogger(__name__)
-_POLL_S = 0.1  # how often a result thread looks up from ray.wait (to notice a shutdown)
 
 
 class PoolTaskError(Exception):
@@ -82,7 +81,7 @@ class AsyncResult:
             try:
                 if not api.is_initialized():  # (a wait now would start a new session)
                     raise RaySystemError
-                ready, pending = api.wait(pending, num_returns=1, timeout=_POLL_S)
+                ready, pending = api.wait(pending, num_returns=1)  # a shutdown() wakes it with RaySystemError
             except RaySystemError:  # shut down under us, before or during the wait: these results will never come
                 lost = RayError("ray.shutdown() was called before this Pool result arrived.")
                 for ref in pending:
