@@ -149,8 +149,6 @@ def get(object_refs, *, timeout=None):
     for ref in object_refs:
         if not isinstance(ref, ObjectRef):
             raise TypeError(f"Attempting to call `get` on the value {ref!r}, which is not an ray.ObjectRef.")
-    if not object_refs:
-        return []
     return session.current().get_values([ref.hex() for ref in object_refs], timeout)
 
 

@@ -10,14 +10,13 @@ import dataclasses
 import itertools
 import pickle
 import time
-from collections import namedtuple
 
 from .exceptions import ObjectLostError, RaySystemError, RayTaskError
 from .protocol import ByRef, Cancelled, Failed, InSegment, Inline, ReadyPositions, TimedOut, Values
 from .task_spec import return_ids
 
-Stored = namedtuple("Stored", "segment layout")  # an object's value in shared memory (a plasma Segment)
-Error = namedtuple("Error", "error")  # the error a failed task left in place of its results
+Stored = collections.namedtuple("Stored", "segment layout")  # an object's value in shared memory (a plasma Segment)
+Error = collections.namedtuple("Error", "error")  # the error a failed task left in place of its results
 
 
 class ObjectEntry:

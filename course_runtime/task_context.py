@@ -33,6 +33,7 @@ class TaskContext:
         self.send_lock, self.request_lock = threading.Lock(), threading.Lock()
         self.local_refs = LocalRefCounts()
         self.registered = set()  # ids of functions and classes this worker already sent to the driver
+        self.kept = {}  # function id -> its pickle, from a task handed back (the driver sends each function once)
         self.request_ids = itertools.count()
         self.current = contextvars.ContextVar("current_task", default=None)  # (task id, name, gpu ids, resources)
         self.in_user_code = self.in_runtime_call = self.cancel_pending = False
@@ -95,7 +96,10 @@ class TaskContext:
                         continue
                     if type(message) is RunTask:
                         # A task the driver queued behind this one (fast_paths). This one now waits, perhaps for
-                        # that very task: hand it back to run elsewhere, or both would wait.
+                        # that very task: hand it back to run elsewhere, or both would wait. Keep its function: the
+                        # driver sends each function to a worker once, and the next task may need it.
+                        if message.function is not None:
+                            self.kept[message.function_id] = message.function
                         self.send(HandBack(message.task_id))
                     else:
                         self.backlog.append(message)  # e.g. the next calls of this actor: run them afterwards

@@ -118,8 +118,9 @@ class Worker:
         if message.gpu_ids:
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, message.gpu_ids))
         try:
-            if message.function is not None:
-                self.functions[message.function_id] = unpickle_function(message.function)
+            pickled = message.function or self.context.kept.pop(message.function_id, None)
+            if pickled is not None:
+                self.functions[message.function_id] = unpickle_function(pickled)
             self.run(message, self.functions.get(message.function_id), message.gpu_ids, message.resources)
         finally:
             os.environ.pop("CUDA_VISIBLE_DEVICES", None)

@@ -70,6 +70,66 @@ def test_a_tiny_task_that_blocks_in_get_hands_queued_tasks_back_no_deadlock():
         ray.shutdown()
 
 
+def _parent_that_waits(object_id):
+    from course_runtime import get
+    from course_runtime.object_ref import ObjectRef
+    return get(ObjectRef(object_id)) + 1
+
+
+def _child():
+    return 7
+
+
+def test_a_worker_that_hands_a_task_back_keeps_its_function_for_the_next_task(tmp_path):
+    """The driver sends each function to a worker once, with the first task of it there. If that task was queued
+    behind one that then blocks in get(), the worker hands it back; the next task of that function arrives without
+    the function and must still run (CI once saw "'NoneType' object is not callable" here). Played against a real
+    worker process, as the driver would, so the order of messages is exact."""
+    import pickle
+    import socket
+    import subprocess
+    import sys
+
+    from course_runtime.protocol import Channel, Get, HandBack, Inline, Ready, Reply, RunTask, Setup, TaskDone, Values
+    from course_runtime.serialization import pickle_function
+
+    ours, theirs = socket.socketpair()
+    worker = subprocess.Popen([sys.executable, "-c", "from course_runtime.worker import main; main()",
+                               str(theirs.fileno())], pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    theirs.close()
+    ours.settimeout(30)
+    driver = Channel(ours)
+
+    def receive(kind):
+        message = driver.recv().message  # every message from a worker comes in an Envelope
+        assert type(message) is kind, message
+        return message
+
+    def run_task(task_id, function_id, function, args):
+        return RunTask(task_id, task_id, function_id, function, [Inline(pickle.dumps(a), []) for a in args], {},
+                       1, [], {"CPU": 1})
+
+    try:
+        driver.send(Setup(sys.path, str(tmp_path), os.getpid(), "01000000", "node", "test"))
+        receive(Ready)
+        driver.send(run_task("parent", "f-parent", pickle_function(_parent_that_waits), ["ab" * 14]))
+        get = receive(Get)
+        driver.send(run_task("child-1", "f-child", pickle_function(_child), []))  # queued behind the parent
+        assert receive(HandBack).task_id == "child-1"
+        driver.send(Reply(get.request_id, Values([Inline(pickle.dumps(41), [])])))
+        done = receive(TaskDone)
+        assert (done.task_id, done.error) == ("parent", None)
+        driver.send(run_task("child-2", "f-child", None, []))  # this worker was sent the function already
+        done = receive(TaskDone)
+        assert done.error is None, pickle.loads(done.error)
+        location = done.returns[0][0]
+        assert pickle.loads(location.pickle, buffers=location.buffers) == 7
+    finally:
+        ours.close()  # the worker exits when its driver's end closes
+        worker.wait(timeout=30)
+
+
 def test_cancelling_a_queued_tiny_task_cancels_only_that_one(rt):
     @ray.remote
     def echo(x):
