@@ -10,6 +10,7 @@ import inspect
 from . import options as opts, session
 from .object_ref import _events, random_hex
 from .remote_function import WithOptions
+from .runtime_env import merge as merge_runtime_env
 from .serialization import check_function_size, pickle_function
 from .task_spec import actor_spec, call_spec, one_or_many, pack_arguments
 
@@ -77,7 +78,8 @@ class ActorClass:
             pass  # no signature to check (e.g. a class with a C-level constructor)
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, self.__name__)
         runtime = session.current()
-        spec = actor_spec(random_hex(16), self, args, kwargs, pins, actor_options, runtime.namespace)
+        env = merge_runtime_env(runtime.runtime_env, actor_options.get("runtime_env"))
+        spec = actor_spec(random_hex(16), self, args, kwargs, pins, actor_options, runtime.namespace, env)
         return ActorHandle(*runtime.create_actor(spec, to_store, self.pickled))
 
     @property

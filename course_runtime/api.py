@@ -13,11 +13,12 @@ from . import options as opts, session
 from .actor import ActorClass, ActorHandle, _method_table
 from .object_ref import ObjectRef
 from .remote_function import RemoteFunction
+from .runtime_env import check as check_runtime_env
 
 # init() arguments that only mean something on a real Ray cluster: accepted, and ignored without noise.
 RAY_ONLY_INIT_OPTIONS = {
     "include_dashboard", "dashboard_host", "dashboard_port", "job_config", "configure_logging", "logging_level",
-    "logging_format", "logging_config", "log_to_driver", "runtime_env", "storage", "labels", "enable_resource_isolation",
+    "logging_format", "logging_config", "log_to_driver", "storage", "labels", "enable_resource_isolation",
     "system_reserved_cpu", "system_reserved_memory", "cgroup_path", "_system_config", "_temp_dir", "_node_ip_address",
     "_enable_object_reconstruction", "_plasma_directory", "_metrics_export_port", "_tracing_startup_hook",
     "_redis_password", "_memory", "_driver_object_store_memory", "_skip_env_hook", "_node_name",
@@ -53,7 +54,7 @@ class RuntimeInfo:
 
 
 def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_store_memory=None, local_mode=False,
-         ignore_reinit_error=False, namespace=None, **kwargs):
+         ignore_reinit_error=False, namespace=None, runtime_env=None, **kwargs):
     """Start the runtime: worker processes, the object store and the scheduler. Returns at once; workers finish
     starting in the background (tasks submitted meanwhile wait for them)."""
     with session.lock:
@@ -76,7 +77,9 @@ def init(address=None, *, num_cpus=None, num_gpus=None, resources=None, object_s
             raise ValueError(f"init(num_cpus={num_cpus!r}): give a number >= 0.")
         if object_store_memory is not None and (not isinstance(object_store_memory, int) or object_store_memory <= 0):
             raise ValueError(f"init(object_store_memory={object_store_memory!r}): give a number of bytes > 0.")
-        return RuntimeInfo(session.start_driver(num_cpus, num_gpus, resources, object_store_memory, namespace))
+        runtime_env = check_runtime_env(runtime_env, job=True)  # the job's: every task and actor starts from it
+        return RuntimeInfo(session.start_driver(num_cpus, num_gpus, resources, object_store_memory, namespace,
+                                                runtime_env))
 
 
 def shutdown(_exiting_interpreter=False):

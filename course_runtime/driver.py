@@ -22,6 +22,7 @@ class Driver:
     def __init__(self, *args):
         self.raylet = raylet = Raylet(*args)
         self.lock, self.owner, self.namespace = raylet.lock, raylet.owner, raylet.namespace
+        self.runtime_env = None  # the job's (init's); its tasks and actors start from it
 
     # ---- tasks and actors -----------------------------------------------------------------------------------
     def submit_task(self, spec, to_store, pickled):
@@ -192,7 +193,7 @@ class Driver:
             return self.raylet._query(what)
 
     def runtime_context(self):
-        return RuntimeContext(JOB_ID, self.raylet.node_id, self.raylet.namespace)
+        return RuntimeContext(JOB_ID, self.raylet.node_id, self.raylet.namespace, runtime_env=self.runtime_env)
 
     def gpu_ids(self):
         return []

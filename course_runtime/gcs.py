@@ -89,7 +89,7 @@ class ActorDirectory:
                                           self.owner.function_table[spec.class_id], [locate(a) for a in spec.args],
                                           {k: locate(v) for k, v in spec.kwargs.items()}, allocation.gpu_ids(),
                                           allocation.as_dict(), spec.max_concurrency, spec.is_async, spec.name,
-                                          spec.namespace))
+                                          spec.namespace, spec.runtime_env))
         self.log("dispatch", task.spec.task_id, worker.pid)
 
     def created(self, task, error):

@@ -5,6 +5,7 @@ decorator, not later inside a worker. Options that only matter on a real cluster
 """
 import inspect
 
+from . import runtime_env
 from .scheduler import to_units
 
 COMMON = {"num_cpus", "num_gpus", "resources", "memory", "name", "runtime_env", "scheduling_strategy",
@@ -30,6 +31,8 @@ def validate(options, kind):
         check = _CHECKS.get(key)
         if check is not None and value is not None:
             check(key, value)
+        if key == "runtime_env":  # checked, with its paths made absolute (a worker may run elsewhere)
+            options[key] = runtime_env.check(value)
     if kind == "actor":
         if options.get("name") == "":
             raise ValueError("Actor name cannot be an empty string.")

@@ -26,9 +26,10 @@ ByRef = _record("ByRef", "object_id")  # a task argument passed by reference: th
 
 # driver -> worker (a function or class travels as its pickle the first time a worker needs it, else None)
 Setup = _record("Setup", "sys_path cwd driver_pid job_id node_id namespace")  # first: become like the driver
-RunTask = _record("RunTask", "task_id name function_id function args kwargs num_returns gpu_ids resources")
+RunTask = _record("RunTask", "task_id name function_id function args kwargs num_returns gpu_ids resources "
+                             "runtime_env")
 StartActor = _record("StartActor", "task_id actor_id qualname cls args kwargs gpu_ids resources max_concurrency "
-                                   "is_async name namespace")  # build the instance, in a dedicated worker
+                                   "is_async name namespace runtime_env")  # build the instance, in a dedicated worker
 CallActor = _record("CallActor", "task_id name method args kwargs num_returns")
 Reply = _record("Reply", "request_id answer")  # answer: one of the next seven
 CancelTask = _record("CancelTask", "task_id")  # then SIGUSR1: interrupts the task only if it is still this one

@@ -131,7 +131,7 @@ class Raylet:
             worker.functions.add(spec.function_id)
         self.pool.send(worker, RunTask(spec.task_id, spec.name, spec.function_id, function,
                                        [locate(a) for a in spec.args], {k: locate(v) for k, v in spec.kwargs.items()},
-                                       spec.num_returns, allocation.gpu_ids(), allocation.as_dict()))
+                                       spec.num_returns, allocation.gpu_ids(), allocation.as_dict(), spec.runtime_env))
 
     def _on_done(self, worker, done):
         task = self.owner.tasks.get(done.task_id)

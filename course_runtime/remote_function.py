@@ -8,6 +8,7 @@ import inspect
 
 from . import fast_paths, options as opts, session
 from .object_ref import random_hex
+from .runtime_env import merge as merge_runtime_env
 from .serialization import check_function_size, pickle_function
 from .task_spec import one_or_many, pack_arguments, submit_options, task_spec
 
@@ -60,8 +61,10 @@ class RemoteFunction:
                 f"course runtime yet: give num_returns=<how many values it yields>, return a list, or use real Ray.")
         name = options.get("name") or self.__name__
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, name)
-        spec = task_spec(self._function_id, name, args, kwargs, pins, options)
-        refs = session.current().submit_task(spec, to_store, self.pickled)
+        runtime = session.current()
+        env = merge_runtime_env(runtime.runtime_env, options.get("runtime_env"))
+        spec = task_spec(self._function_id, name, args, kwargs, pins, options, env)
+        refs = runtime.submit_task(spec, to_store, self.pickled)
         return one_or_many(refs, spec.num_returns)
 
     def pickled(self):

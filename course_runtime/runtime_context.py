@@ -6,12 +6,13 @@ Mirrors `ray.runtime_context`. The driver and each worker fill in a RuntimeConte
 
 class RuntimeContext:
     def __init__(self, job_id, node_id, namespace, task_id=None, task_name=None, assigned_resources=None,
-                 worker_id=None, actor_id=None, actor_name=None, current_actor=None, canceled=None):
+                 worker_id=None, actor_id=None, actor_name=None, current_actor=None, canceled=None, runtime_env=None):
         self._job_id, self._node_id, self._namespace = job_id, node_id, namespace
         self._task_id, self._task_name, self._worker_id = task_id, task_name, worker_id
         self._assigned = assigned_resources or {}
         self._actor_id, self._actor_name, self._current_actor = actor_id, actor_name, current_actor
         self._canceled = canceled or (lambda: False)
+        self._runtime_env = runtime_env
 
     def get_job_id(self):
         return self._job_id
@@ -41,6 +42,11 @@ class RuntimeContext:
 
     def is_canceled(self):
         return self._canceled()
+
+    @property
+    def runtime_env(self):
+        """The runtime_env this code runs in (the job's on the driver), as a dict."""
+        return dict(self._runtime_env or {})
 
     @property
     def namespace(self):

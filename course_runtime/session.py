@@ -42,7 +42,8 @@ def current():
     return _driver
 
 
-def start_driver(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None, namespace=None):
+def start_driver(num_cpus=None, num_gpus=None, resources=None, object_store_memory=None, namespace=None,
+                 runtime_env=None):
     """init() (after its checks, in api.py): start the driver's runtime: the raylet, its workers and store."""
     global _driver, _forked_from
     from .driver import Driver  # only a driver ever loads the driver's side
@@ -50,6 +51,7 @@ def start_driver(num_cpus=None, num_gpus=None, resources=None, object_store_memo
         num_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     _forked_from = None  # a forked child may start a runtime of its own (its parent's refs mean nothing there)
     _driver = Driver(num_cpus, num_gpus, resources, object_store_memory, namespace)
+    _driver.runtime_env = runtime_env
     _watch_ipython_cells()
     return _driver
 

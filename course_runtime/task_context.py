@@ -42,6 +42,7 @@ class TaskContext:
         self.replies = None  # request id -> Future, for a threaded or async actor (its main thread only reads)
         self.actor = self.actor_id = self.actor_name = self.qualname = self.class_name = None
         self.resources, self.gpus = {}, []  # an actor's, for its whole life
+        self.runtime_env = None  # the running task's (or the actor's): tasks submitted from here start from it
 
     @property
     def task(self):
@@ -236,7 +237,7 @@ class TaskContext:
         actor = (self.actor_id, self.qualname, type(self.actor)) if self.actor_id is not None else None
         return RuntimeContext(self.job_id, self.node_id, self.namespace, task_id=task_id, task_name=name,
                               assigned_resources=resources, worker_id=str(os.getpid()), actor_id=self.actor_id,
-                              actor_name=self.actor_name, current_actor=actor,
+                              actor_name=self.actor_name, current_actor=actor, runtime_env=self.runtime_env,
                               canceled=lambda: self.cancel_pending or (task_id in self.cancelled_calls))
 
     def gpu_ids(self):

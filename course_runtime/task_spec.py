@@ -13,11 +13,13 @@ from .serialization import INLINE_LIMIT, describe_unpicklable, serialize
 
 # kind: "task", "actor_create" or "actor_call"; demand: resource units held while it runs, e.g. {"CPU": 10000}
 TaskSpec = collections.namedtuple("TaskSpec", "task_id name function_id args kwargs num_returns demand max_retries "
-                                              "retry_exceptions kind actor_id method pins", module=__name__)
+                                              "retry_exceptions kind actor_id method pins runtime_env",
+                                  defaults=(None,), module=__name__)
 # schedule_demand: what a machine must have to host it; life_demand: what it holds while it lives
 ActorSpec = collections.namedtuple("ActorSpec", "actor_id class_id qualname methods is_async args kwargs pins name "
                                                 "namespace detached schedule_demand life_demand max_restarts "
-                                                "max_task_retries max_concurrency max_pending_calls get_if_exists",
+                                                "max_task_retries max_concurrency max_pending_calls get_if_exists "
+                                                "runtime_env",
                                    module=__name__)
 
 
@@ -74,9 +76,9 @@ def submit_options(task_options):
     return options
 
 
-def task_spec(function_id, name, args, kwargs, pins, options):
+def task_spec(function_id, name, args, kwargs, pins, options, runtime_env):
     return TaskSpec(random_task_id(), name, function_id, args, kwargs, options["num_returns"], options["_demand"],
-                    options["max_retries"], options["retry_exceptions"], "task", None, None, pins)
+                    options["max_retries"], options["retry_exceptions"], "task", None, None, pins, runtime_env)
 
 
 def call_spec(actor_id, method, name, args, kwargs, pins, num_returns):
@@ -85,7 +87,7 @@ def call_spec(actor_id, method, name, args, kwargs, pins, num_returns):
                     method, pins)
 
 
-def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace):
+def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace, runtime_env):
     # Ray's defaults: a plain actor needs a machine with 1 CPU but takes none; an actor that asks for other
     # resources (GPUs, custom, memory) and not for CPUs holds 1 CPU for its whole life.
     asks_other = any(options.get(k) for k in ("num_gpus", "resources", "memory"))
@@ -97,4 +99,4 @@ def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace):
         opts.resource_demand({**options, "num_cpus": life_cpus}, 0), options.get("max_restarts") or 0,
         options.get("max_task_retries") or 0,
         options.get("max_concurrency") or (1000 if actor_class._is_async else 1),
-        options.get("max_pending_calls") or -1, bool(options.get("get_if_exists")))
+        options.get("max_pending_calls") or -1, bool(options.get("get_if_exists")), runtime_env)

@@ -8,7 +8,6 @@ whole API works, through task_context.py. An actor's worker is dedicated to one 
 runs calls one at a time in the main thread, in order; a threaded actor (max_concurrency > 1) hands them to a thread
 pool and an async actor to an asyncio loop, while the main thread reads the pipe and routes replies.
 """
-import contextlib
 import inspect
 import io
 import os
@@ -22,12 +21,14 @@ import traceback
 
 import cloudpickle
 
-from . import fast_paths, session
+from . import fast_paths, runtime_env, session
 from .exceptions import RayTaskError, UnserializableException
 from .protocol import (CallActor, CancelCall, CancelTask, Channel, Exit, Exiting, Log, Ready, Reply, RunTask,
                        StartActor, TaskDone)
 from .serialization import unpickle_function
 from .task_context import TaskContext
+
+EXIT = "exit"  # a run that ended with exit_actor(): the actor ends, and that call gets no reply
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -113,60 +114,75 @@ class Worker:
 
     # ---- running: one path for tasks, actor calls, threaded and async ones --------------------------------
     def run_task(self, message):
-        """A pool worker's task. GPUs are set before the function is even loaded, so CUDA sees only its own."""
-        cuda_before = os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-        if message.gpu_ids:
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, message.gpu_ids))
+        """A pool worker's task, in its runtime_env, undone afterwards. GPUs are set before the function is even
+        loaded, so CUDA sees only its own."""
+        gpus = ",".join(map(str, message.gpu_ids)) or None
+        if gpus is None and message.runtime_env is None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+            return self.run(message, self.function_of(message), message.gpu_ids, message.resources)  # nothing to set
+        undo = runtime_env.enter(message.runtime_env, {"CUDA_VISIBLE_DEVICES": gpus})
+        self.context.runtime_env = message.runtime_env
         try:
-            pickled = message.function or self.context.kept.pop(message.function_id, None)
-            if pickled is not None:
-                self.functions[message.function_id] = unpickle_function(pickled)
-            self.run(message, self.functions.get(message.function_id), message.gpu_ids, message.resources)
+            self.run(message, self.function_of(message), message.gpu_ids, message.resources)
         finally:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
-            if cuda_before is not None:
-                os.environ["CUDA_VISIBLE_DEVICES"] = cuda_before
+            self.context.runtime_env = None
+            runtime_env.leave(undo)
 
-    @contextlib.contextmanager
-    def running(self, task_id, name, gpu_ids, resources):
-        """Around every run: what it is (the task context), its error if it raised, and its TaskDone."""
-        context, outcome = self.context, {"returns": None}
-        token = context.current.set((task_id, name, gpu_ids, resources))
-        started, error = time.time(), None
-        try:
-            yield outcome
-        except SystemExit as exit_request:
-            if context.actor_id is not None:
-                return self.request_exit()  # exit_actor(): no reply for this call, as in Ray
-            error = pack_error(RuntimeError(f"the task called sys.exit({exit_request.code})"), name)
-        except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
-            if type(exception).__name__ == "CancelledError":  # how cancel() stops an async actor's call
-                exception = KeyboardInterrupt()
-            error = pack_error(exception, name)
-        finally:
-            sys.stdout.flush()  # while the output's prefix can still name the task
-            sys.stderr.flush()
-            context.current.reset(token)
-        self.running_coroutines.pop(task_id, None)
-        context.cancelled_calls.discard(task_id)
-        context.send(TaskDone(task_id, outcome["returns"], error, started, time.time()))
-        self.running_calls.discard(task_id)
+    def function_of(self, message):
+        """The driver sends a function's pickle with its first task here; one handed back was kept (task_context)."""
+        pickled = message.function or self.context.kept.pop(message.function_id, None)
+        if pickled is not None:
+            self.functions[message.function_id] = unpickle_function(pickled)
+        return self.functions.get(message.function_id)
 
     def run(self, call, function, gpu_ids, resources):
         """`call` (a RunTask or CallActor) has the task's id, name, arguments and number of returns."""
-        with self.running(call.task_id, call.name, gpu_ids, resources) as outcome:
+        started, token = time.time(), self.context.current.set((call.task_id, call.name, gpu_ids, resources))
+        try:
             load = self.context.load
             result = self.call(function, [load(a) for a in call.args], {k: load(v) for k, v in call.kwargs.items()})
-            outcome["returns"] = self.store_returns(result, call.num_returns, call.name)
+            returns, failure = self.store_returns(result, call.num_returns, call.name), None
+        except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
+            returns, failure = None, self.failure(exception, call.name)
+        self.finish(call, started, token, returns, failure)
 
     async def run_async(self, call, method):
         async with self.semaphore:  # at most max_concurrency coroutines at once (Ray's default: 1000)
-            with self.running(call.task_id, call.name, self.context.gpus, self.context.resources) as outcome:
-                load = self.context.load
+            context = self.context
+            started, token = time.time(), context.current.set((call.task_id, call.name, context.gpus,
+                                                               context.resources))
+            try:
+                load = context.load
                 result = method(*[load(a) for a in call.args], **{k: load(v) for k, v in call.kwargs.items()})
                 if inspect.isawaitable(result):
                     result = await result
-                outcome["returns"] = self.store_returns(result, call.num_returns, call.name)
+                returns, failure = self.store_returns(result, call.num_returns, call.name), None
+            except BaseException as exception:  # noqa: B902 - CancelledError is how cancel() stops a coroutine
+                returns, failure = None, self.failure(exception, call.name)
+            self.finish(call, started, token, returns, failure)
+
+    def failure(self, exception, name):
+        """The pickled error of a run that raised. Packed at once, inside `except`: the traceback holds the task's
+        frames, and the refs in them must be dropped before TaskDone carries the ref-count news."""
+        if isinstance(exception, SystemExit):
+            if self.context.actor_id is not None:
+                return EXIT  # exit_actor(): no reply for this call, as in Ray
+            exception = RuntimeError(f"the task called sys.exit({exception.code})")
+        elif type(exception).__name__ == "CancelledError":  # how cancel() stops an async actor's call
+            exception = KeyboardInterrupt()
+        return pack_error(exception, name)
+
+    def finish(self, call, started, token, returns, error):
+        """The end of every run (the one path): its TaskDone, with its results or its error."""
+        context = self.context
+        sys.stdout.flush()  # while the output's prefix can still name the task
+        sys.stderr.flush()
+        context.current.reset(token)
+        if error is EXIT:
+            return self.request_exit()
+        self.running_coroutines.pop(call.task_id, None)
+        context.cancelled_calls.discard(call.task_id)
+        context.send(TaskDone(call.task_id, returns, error, started, time.time()))
+        self.running_calls.discard(call.task_id)
 
     def call(self, function, args, kwargs):
         context = self.context
@@ -204,10 +220,8 @@ class Worker:
         context.actor_id, context.actor_name, context.namespace = message.actor_id, message.name, message.namespace
         context.qualname, context.class_name = message.qualname, message.qualname.rsplit(".", 1)[-1]
         context.resources, context.gpus = message.resources, message.gpu_ids
-        if message.gpu_ids:  # for the actor's whole life
-            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, message.gpu_ids))
-        else:
-            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        context.runtime_env = message.runtime_env  # for the actor's whole life, as are its GPUs
+        runtime_env.enter(message.runtime_env, {"CUDA_VISIBLE_DEVICES": ",".join(map(str, message.gpu_ids)) or None})
         cls = unpickle_function(message.cls)
 
         def construct(*args, **kwargs):

@@ -1836,17 +1836,18 @@ def test_state_summary_lists_actors_and_their_calls(ray_start, sync, tmp_path):
 
     @ray.remote
     class Worker:
-        def wait(self, path):
-            return sync.wait_for(path, 60)
+        def wait(self, started, release):
+            sync.touch(started)
+            return sync.wait_for(release, 60)
 
         def later(self):
             return 1
 
     w = Worker.options(name=name).remote()
-    started = str(tmp_path / "release")
-    running = w.wait.remote(started)
+    started, release = str(tmp_path / "started"), str(tmp_path / "release")
+    running = w.wait.remote(started, release)
     queued = w.later.remote()
-    time.sleep(0.5)
+    assert sync.wait_for(started, 60)  # the actor is up and in its first call (its start can take seconds)
     summary = ray.state.summary()
     rows = [row for row in summary.actors if row["name"] == name]
     assert len(rows) == 1, summary
@@ -1856,5 +1857,5 @@ def test_state_summary_lists_actors_and_their_calls(ray_start, sync, tmp_path):
     assert isinstance(row["pid"], int) and _alive(row["pid"]), row
     text = repr(summary)
     assert "Actors (" in text and name in text, text
-    sync.touch(started)
+    sync.touch(release)
     assert ray.get([running, queued], timeout=30) == [True, 1]

@@ -108,7 +108,7 @@ def test_a_worker_that_hands_a_task_back_keeps_its_function_for_the_next_task(tm
 
     def run_task(task_id, function_id, function, args):
         return RunTask(task_id, task_id, function_id, function, [Inline(pickle.dumps(a), []) for a in args], {},
-                       1, [], {"CPU": 1})
+                       1, [], {"CPU": 1}, None)
 
     try:
         driver.send(Setup(sys.path, str(tmp_path), os.getpid(), "01000000", "node", "test"))

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.course_only
 
 # Lowest first. A module may import (at module level or inside a function) only modules of lower layers.
 LAYERS = [
-    ["fast_paths", "exceptions", "runtime_context", "backend"],  # no runtime imports
+    ["fast_paths", "exceptions", "runtime_context", "backend", "runtime_env"],  # no runtime imports
     ["protocol", "serialization"],  # the wire; pickling
     ["object_ref", "scheduler"],
     ["options", "plasma"],
@@ -38,9 +38,10 @@ LAYERS = [
     ["", "checks", "util", "__main__"],
 ]
 # Lines of code, without blank lines, comments and docstrings. Issue 12 asks for 2,300; the redesign measures
-# about 3,000 (main had 3,124 with the fast paths inside). What is left is mostly the errors' wording and the
-# machine probing, which behaviour must keep: a ratchet, to be lowered as the core shrinks.
-CORE_LIMIT = 3010
+# about 3,040 (main had 3,124 with the fast paths inside). What is left is mostly the errors' wording and the
+# machine probing, which behaviour must keep: a ratchet, to be lowered as the core shrinks. Issue 13's features
+# may add up to 400 on top (runtime_env: about 100).
+CORE_LIMIT = 3150
 MODULE_LIMIT = 400
 CLASS_LIMIT = 350
 DRIVER_ONLY = {"raylet", "driver", "owner", "gcs", "worker_pool"}

@@ -157,6 +157,8 @@ READING_ORDER = [
     ("serialization", "pickle protocol 5, large buffers out of band, zero-copy reads", "`ray._private.serialization`"),
     ("object_ref", "`ObjectRef`, and every process's count of its live refs", "`ray.ObjectRef`"),
     ("gcs", "actors: creation, the queue of calls, names, restarts, deaths", "GCS actor manager"),
+    ("runtime_env", "`runtime_env`: check it, merge the job's with a task's, set a worker up and undo it",
+     "`ray.runtime_env`, runtime-env agent"),
     ("session", "which runtime this process talks to: the driver's or a task's", "global worker"),
     ("api", "the public functions: argument checks only", "`ray/_private/worker.py`"),
     ("fast_paths", "the speed tricks, behind named hooks; `COURSE_RUNTIME_FAST_PATHS=0` turns them off", "(none)"),
