@@ -192,6 +192,12 @@ class Driver:
         with self.lock:
             return self.raylet._query(what)
 
+    def placement_group_op(self, op, *args):
+        with self.lock:
+            answer = self.raylet.placement_group_op(op, *args)
+            self.raylet.step()  # a group placed or removed changes what can run
+        return answer
+
     def runtime_context(self):
         return RuntimeContext(JOB_ID, self.raylet.node_id, self.raylet.namespace, runtime_env=self.runtime_env)
 

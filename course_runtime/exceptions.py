@@ -145,6 +145,14 @@ class PendingCallsLimitExceeded(RayError):
     """An actor already has `max_pending_calls` calls waiting."""
 
 
+class TaskPlacementGroupRemoved(RayError):
+    """The placement group a task was to run in was removed."""
+
+
+class ActorPlacementGroupRemoved(RayError):
+    """The placement group an actor was to run in was removed."""
+
+
 def raise_stored(error):
     """Raise the error a task left (or a request answered with): a fresh instance each time, so tracebacks don't
     pile up; a task's error as RayTaskError *and* its cause's class."""

@@ -174,12 +174,12 @@ class ActorDirectory:
             self.pump(actor)
 
     # ---- ending -------------------------------------------------------------------------------------------
-    def kill(self, actor_id, no_restart):
+    def kill(self, actor_id, no_restart, why="was killed by `ray.kill`"):
         """ray.kill: returns True if the actor must be restarted now (it had no worker to kill)."""
         actor = self.actors.get(actor_id)
         if actor is None or actor.state == "DEAD":
             return False
-        actor.kill_requested = True
+        actor.kill_requested = why
         if no_restart:
             actor.max_restarts = actor.restarts
         if actor.worker is not None:
@@ -188,7 +188,7 @@ class ActorDirectory:
         return self.died(actor, self._killed(actor), restartable=not no_restart)
 
     def _killed(self, actor):
-        return ActorDiedError(f"The actor {actor.class_name} ({actor.spec.actor_id}) was killed by `ray.kill`.")
+        return ActorDiedError(f"The actor {actor.class_name} ({actor.spec.actor_id}) {actor.kill_requested}.")
 
     def worker_exited(self, worker, exit_code):
         """The actor's process is gone. Returns True if the actor restarts (the caller submits its creation)."""

@@ -82,6 +82,17 @@ def _positive_int(key, value):
         raise ValueError(f"{key} must be a whole number >= 1, not {value!r}.")
 
 
+def _scheduling_strategy(key, value):
+    if isinstance(value, str):
+        if value not in ("DEFAULT", "SPREAD"):
+            raise ValueError(f'Invalid scheduling_strategy value {value}. Valid values are ["DEFAULT" | "SPREAD" | '
+                             f'PlacementGroupSchedulingStrategy | NodeAffinitySchedulingStrategy]')
+    elif not hasattr(value, "_placement"):  # the classes of util.scheduling_strategies
+        raise TypeError(f"The type of keyword 'scheduling_strategy' must be (<class 'NoneType'>, <class 'str'>, "
+                        f"PlacementGroupSchedulingStrategy, NodeAffinitySchedulingStrategy), but received type "
+                        f"{type(value)}")
+
+
 def _lifetime(key, value):
     if value not in ("detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', not {value!r}.")
@@ -90,7 +101,7 @@ def _lifetime(key, value):
 _CHECKS = {"num_cpus": _amount, "num_gpus": _amount, "memory": _amount, "resources": _resources,
            "num_returns": _num_returns, "max_retries": _retries, "max_restarts": _retries,
            "max_task_retries": _retries, "retry_exceptions": _retry_exceptions,
-           "max_concurrency": _positive_int, "lifetime": _lifetime}
+           "max_concurrency": _positive_int, "lifetime": _lifetime, "scheduling_strategy": _scheduling_strategy}
 
 
 def resource_demand(options, default_cpus):

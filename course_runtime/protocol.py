@@ -62,6 +62,7 @@ Cancel = _record("Cancel", "object_id force recursive")
 KillActor = _record("KillActor", "actor_id no_restart")
 GetActor = _record("GetActor", "request_id name namespace")
 Query = _record("Query", "request_id what")  # cluster_resources, available_resources, nodes or timeline
+PlacementGroupOp = _record("PlacementGroupOp", "request_id op args")  # create, remove, table or lookup
 Exiting = _record("Exiting", "")  # an actor ends on purpose (exit_actor, __ray_terminate__): no restart
 HandBack = _record("HandBack", "task_id")  # a task queued behind one that now blocks: run it elsewhere
 

@@ -16,16 +16,18 @@ import time
 import traceback
 
 from . import fast_paths
-from .exceptions import (ActorUnschedulableError, RaySystemError, TaskCancelledError,
+from .exceptions import (ActorUnschedulableError, RaySystemError, TaskCancelledError, TaskPlacementGroupRemoved,
                          TaskUnschedulableError, WorkerCrashedError)
 from .gcs import ActorDirectory
 from .object_ref import LocalRefCounts, random_hex
 from .owner import Error, Owner, Stored, load_error
+from .placement_groups import PlacementGroups
 from .plasma import ObjectStore
-from .protocol import (Abandon, Allocate, Answer, CancelTask, CreateActor, Exit, Exiting, Failed, Get,
-                       GetActor, HandBack, KillActor, Log, Put, Query, Ready, Reply, RunTask, Sealed, Setup,
-                       SubmitTask, TaskDone, Wait, Cancel)
-from .scheduler import ReadyQueues, StallWatch, machine_resources, node_table, stuck_tasks, why_stuck
+from .protocol import (Abandon, Allocate, Answer, Cancel, CancelTask, CreateActor, Exit, Exiting, Failed, Get,
+                       GetActor, HandBack, KillActor, Log, PlacementGroupOp, Put, Query, Ready, Reply, RunTask, Sealed,
+                       Setup, SubmitTask, TaskDone, Wait)
+from .scheduler import (ReadyQueues, StallWatch, machine_resources, never_runs_here, node_table, stuck_tasks,
+                        why_stuck)
 from .task_spec import return_ids
 from .worker_pool import WorkerOutput, WorkerPool, receive_all
 
@@ -48,7 +50,7 @@ class Raylet:
     def __init__(self, num_cpus, num_gpus, resources, object_store_memory, namespace):
         self.node_id, self.namespace, self.num_cpus = random_hex(28), namespace or random_hex(16), num_cpus
         self.resources, capacity, memory = machine_resources(num_cpus, num_gpus, resources, object_store_memory)
-        self.store = ObjectStore(capacity)
+        self.store, self.groups = ObjectStore(capacity), PlacementGroups(self.resources, self.node_id)
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)  # notified whenever objects complete or output arrives
         self.events = collections.deque(maxlen=EVENT_LOG_LENGTH)  # (time, kind, details...): what happened
@@ -80,13 +82,14 @@ class Raylet:
         self.log("submit", spec.task_id, spec.name)
         if spec.kind == "actor_call":
             return self.gcs.submit_call(spec, parent)
-        reason = self.resources.infeasible_reason(actor.spec.schedule_demand if actor else spec.demand)
-        error = None
-        if reason:  # Ray would wait forever for a machine that has it; we say so at once (see README)
-            what = f"actor {actor.class_name}" if actor else f"task '{spec.name}'"
+        parent_spec = parent and (parent.actor.creation.spec if parent.actor else parent.spec)
+        placement = actor.spec.placement if actor else spec.placement
+        spec, error = self.groups.spec_in_group(spec, placement, parent_spec and parent_spec.placement, actor)
+        why = error is None and never_runs_here(self.resources, actor.spec.schedule_demand if actor else spec.demand,
+                                                spec.placement or placement, self.node_id)
+        if why:  # Ray would wait forever for a machine that has it; we say so at once (see README)
             error = (ActorUnschedulableError if actor else TaskUnschedulableError)(
-                f"The {what} can never run on this machine: {reason}. Ask for less, or declare more with "
-                f"init(num_cpus=..., num_gpus=..., resources={{...}}).")
+                f"The {f'actor {actor.class_name}' if actor else f'task {spec.name!r}'} {why}")
         return self.owner.add_task(spec, parent, actor, error)
 
     def schedule(self):
@@ -106,6 +109,7 @@ class Raylet:
             owner.failed_creations, owner.out_of_scope = [], []
         if owner.callbacks_due:
             self.wake(b"c")
+        self.groups.place_pending()
         self.ready_queue.schedule(self.resources, self._dispatch)
         fast_paths.after_schedule(self)
 
@@ -147,7 +151,7 @@ class Raylet:
             task.actor.in_flight.pop(done.task_id, None)
         if task.cancel_requested:
             self._discard(done.returns)
-            self.fail(task, TaskCancelledError(done.task_id))
+            self.fail(task, cancelled_error(task))
         elif error is not None and self.owner.should_retry(task, error):
             self.retry(task)
         elif error is not None:
@@ -168,8 +172,7 @@ class Raylet:
         if worker is None or task.spec.kind != "task":  # actors hold their resources for life, not per call
             return
         if worker.lent_cpus:  # it was blocked in get: take back what it lent before releasing everything
-            self.resources.reclaim("CPU", worker.lent_cpus)
-            worker.lent_cpus = 0
+            worker.lent_cpus = self.resources.reclaim(worker.lent_cpus)
         if fast_paths.start_queued(self, worker, task):
             return
         self.resources.release(task.allocation)
@@ -207,7 +210,7 @@ class Raylet:
             return self.restart(worker.actor) if self.gcs.worker_exited(worker, code) else None
         task = worker.task
         if task is not None and task.cancel_requested:
-            self.fail(task, TaskCancelledError(task.spec.task_id))
+            self.fail(task, cancelled_error(task))
         elif task is not None and self.owner.retries_left(task):
             self.retry(task)
         elif task is not None:
@@ -334,8 +337,7 @@ class Raylet:
             self.waiters.append(waiter)
             task = worker.task
             if task is not None and not worker.lent_cpus:  # lend its CPUs while it waits
-                worker.lent_cpus = task.allocation.units.get("CPU", 0)
-                self.resources.lend("CPU", worker.lent_cpus)
+                worker.lent_cpus = self.resources.lend(task.allocation)
 
     def _answer(self, waiter):
         """Reply to a blocked worker if its request is satisfied (or timed out). True if answered."""
@@ -346,8 +348,7 @@ class Raylet:
         if answer is None:
             return False
         if worker.lent_cpus:
-            self.resources.reclaim("CPU", worker.lent_cpus)
-            worker.lent_cpus = 0
+            worker.lent_cpus = self.resources.reclaim(worker.lent_cpus)
         self.pool.send(worker, Reply(waiter.request_id, answer))
         return True
 
@@ -366,7 +367,8 @@ class Raylet:
         if entry is not None and entry.task is not None:
             self._cancel_task(entry.task, force, recursive)
 
-    def _cancel_task(self, task, force, recursive):
+    def _cancel_task(self, task, force, recursive, error=None):
+        """cancel(); or (with `error`) end a task whose placement group was removed."""
         if task.spec.task_id not in self.owner.tasks:
             return  # finished already: nothing to cancel
         if recursive:
@@ -378,9 +380,9 @@ class Raylet:
         elif task.state in ("WAITING", "READY", "QUEUED"):
             if task.state == "QUEUED":
                 fast_paths.cancel_queued(self, task)
-            self.fail(task, TaskCancelledError(task.spec.task_id))
+            self.fail(task, error or TaskCancelledError(task.spec.task_id))
         elif task.state == "RUNNING" and not task.cancel_requested:
-            task.cancel_requested, worker = True, task.worker
+            task.cancel_requested, worker = error or True, task.worker
             if force:
                 worker.process.kill()
             elif any(w.worker is worker for w in self.waiters):
@@ -389,9 +391,21 @@ class Raylet:
                 worker.signal_after_flush = True  # sent by WorkerPool.flush, once the message is in the pipe
                 self.pool.send(worker, CancelTask(task.spec.task_id))
 
-    def kill_actor(self, actor_id, no_restart):
+    def placement_group_op(self, op, *args):
+        """util.placement_group's create, remove, table and lookup. Ray kills what runs in a removed group; what
+        waits for it fails here, where Ray would wait forever (see README)."""
+        if op != "remove":
+            return getattr(self.groups, op)(*args)
+        actors, tasks = self.groups.remove(args[0], self.gcs.actors.values(), self.owner.tasks.values())
+        for actor in actors:
+            self.kill_actor(actor.spec.actor_id, True, f"was killed: its placement group {args[0]} was removed")
+        for task in tasks:
+            self._cancel_task(task, True, False, TaskPlacementGroupRemoved(
+                f"The placement group {args[0]} of '{task.spec.name}' was removed."))
+
+    def kill_actor(self, actor_id, no_restart, *why):
         actor = self.gcs.actors.get(actor_id)
-        if self.gcs.kill(actor_id, no_restart):
+        if self.gcs.kill(actor_id, no_restart, *why):
             self.restart(actor)
 
     def _on_exiting(self, worker, _):
@@ -451,4 +465,11 @@ HANDLERS = {
     GetActor: lambda raylet, worker, m: raylet._serve(worker, m.request_id, lambda: raylet.gcs.lookup(
         m.name, m.namespace or raylet.namespace)),
     Query: lambda raylet, worker, m: raylet._serve(worker, m.request_id, lambda: raylet._query(m.what)),
+    PlacementGroupOp: lambda raylet, worker, m: raylet._serve(worker, m.request_id, lambda: raylet.placement_group_op(
+        m.op, *m.args)),
 }
+
+
+def cancelled_error(task):
+    return task.cancel_requested if isinstance(task.cancel_requested, Exception) else \
+        TaskCancelledError(task.spec.task_id)

@@ -37,8 +37,14 @@ class RuntimeContext:
         return self._actor_name
 
     def get_assigned_resources(self):
-        """The resources this task or actor holds, e.g. {'CPU': 1.0}; {} on the driver."""
-        return dict(self._assigned)
+        """The resources this task or actor holds, e.g. {'CPU': 1.0}; {} on the driver. In a placement group it
+        holds its bundle's (`CPU_group_<id>`): listed under the plain names, as Ray does."""
+        return {name.split("_group_")[0]: amount for name, amount in self._assigned.items()
+                if not name.startswith("bundle_group_")}
+
+    def _placement_group_id(self):
+        """The placement group this task or actor runs in (from the names of what it holds), or None."""
+        return next((name.rsplit("_", 1)[1] for name in self._assigned if name.startswith("bundle_group_")), None)
 
     def is_canceled(self):
         return self._canceled()

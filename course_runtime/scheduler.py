@@ -72,6 +72,7 @@ class NodeResources:
         self.total = dict(total_units)
         self.available = dict(total_units)
         self.gpu_free = {gpu: UNITS for gpu in gpu_ids}  # device id -> free units on that device
+        self.group_gpus = {}  # a placement group's GPU resource (GPU_group_...) -> the devices its bundles hold
 
     def infeasible_reason(self, demand):
         """Why `demand` could never run here (None if it could, once other tasks finish)."""
@@ -97,6 +98,8 @@ class NodeResources:
             gpu_shares = self._pick_gpus(gpus)
             if gpu_shares is None:
                 return None
+        elif self.group_gpus:  # in a bundle: its devices (the bundle's reservation holds their units)
+            gpu_shares = next(({g: 0 for g in self.group_gpus[k]} for k in demand if k in self.group_gpus), {})
         for name, units in demand.items():
             available[name] -= units
         for gpu, units in gpu_shares.items():
@@ -115,16 +118,23 @@ class NodeResources:
 
     def release(self, allocation):
         for name, units in allocation.units.items():
-            self.available[name] += units
+            if name in self.total:  # else a removed placement group's: gone already
+                self.available[name] += units
         for gpu, units in allocation.gpu_shares.items():
             self.gpu_free[gpu] += units
 
-    def lend(self, name, units):
-        """A task blocked in `get` gives its CPUs back until it resumes (so nested tasks cannot deadlock)."""
-        self.available[name] = self.available.get(name, 0) + units
+    def lend(self, allocation):
+        """A task blocked in `get` gives its CPUs (its bundle's, in a placement group) back until it resumes, so
+        nested tasks cannot deadlock. Returns what it lent."""
+        lent = {k: v for k, v in allocation.units.items() if k == "CPU" or k.startswith("CPU_group_")}
+        for name, units in lent.items():
+            self.available[name] += units
+        return lent
 
-    def reclaim(self, name, units):
-        self.available[name] -= units  # may go below zero for a moment: the resumed task runs regardless
+    def reclaim(self, lent):
+        for name, units in lent.items():
+            if name in self.total:  # may go below zero for a moment: the resumed task runs regardless
+                self.available[name] -= units
 
     def available_dict(self):
         # A fully used resource disappears from the listing, as in Ray.
@@ -200,6 +210,17 @@ class ReadyQueues:
                 queue.popleft()
             if not queue:
                 del self.queues[key]
+
+
+def never_runs_here(resources, demand, placement, node_id):
+    """Why work asking for `demand`, placed so, could never start on this node; None if it could."""
+    if placement is not None and placement[0] == "node" and not placement[2] and placement[1] != node_id:
+        return (f"is not schedulable: the node specified via NodeAffinitySchedulingStrategy doesn't exist any more "
+                f"or is infeasible, and soft=False was specified. This machine is node {node_id} (see ray.nodes()).")
+    in_group = placement is not None and placement[0] == "pg"  # placement_groups checked it against its bundles
+    reason = None if in_group else resources.infeasible_reason(demand)
+    return reason and (f"can never run on this machine: {reason}. Ask for less, or declare more with "
+                       f"init(num_cpus=..., num_gpus=..., resources={{...}}).")
 
 
 def stuck_tasks(waiters, workers, objects, actors, available):

@@ -18,8 +18,8 @@ from . import plasma
 from .exceptions import GetTimeoutError, raise_stored
 from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_task_id
 from .protocol import (Abandon, Allocate, Cancel, CancelCall, CancelTask, Cancelled, CreateActor, Envelope, Failed,
-                       Get, GetActor, HandBack, Inline, KillActor, Put, Query, Reply, RunTask, Sealed, SubmitTask,
-                       TimedOut, Wait)
+                       Get, GetActor, HandBack, Inline, KillActor, PlacementGroupOp, Put, Query, Reply, RunTask, Sealed,
+                       SubmitTask, TimedOut, Wait)
 from .runtime_context import RuntimeContext
 from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_inline, serialize
 from .task_spec import return_ids
@@ -226,6 +226,9 @@ class TaskContext:
 
     def query(self, what):
         return self.request(Query, what).value
+
+    def placement_group_op(self, op, *args):
+        return self.request(PlacementGroupOp, op, args).value
 
     def future_for(self, ref):
         future, resolve = future_resolver(self, ref)

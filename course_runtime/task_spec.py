@@ -13,13 +13,13 @@ from .serialization import INLINE_LIMIT, describe_unpicklable, serialize
 
 # kind: "task", "actor_create" or "actor_call"; demand: resource units held while it runs, e.g. {"CPU": 10000}
 TaskSpec = collections.namedtuple("TaskSpec", "task_id name function_id args kwargs num_returns demand max_retries "
-                                              "retry_exceptions kind actor_id method pins runtime_env",
-                                  defaults=(None,), module=__name__)
+                                              "retry_exceptions kind actor_id method pins runtime_env "
+                                              "placement", defaults=(None, None), module=__name__)
 # schedule_demand: what a machine must have to host it; life_demand: what it holds while it lives
 ActorSpec = collections.namedtuple("ActorSpec", "actor_id class_id qualname methods is_async args kwargs pins name "
                                                 "namespace detached schedule_demand life_demand max_restarts "
                                                 "max_task_retries max_concurrency max_pending_calls get_if_exists "
-                                                "runtime_env",
+                                                "runtime_env placement",
                                    module=__name__)
 
 
@@ -78,7 +78,14 @@ def submit_options(task_options):
 
 def task_spec(function_id, name, args, kwargs, pins, options, runtime_env):
     return TaskSpec(random_task_id(), name, function_id, args, kwargs, options["num_returns"], options["_demand"],
-                    options["max_retries"], options["retry_exceptions"], "task", None, None, pins, runtime_env)
+                    options["max_retries"], options["retry_exceptions"], "task", None, None, pins, runtime_env,
+                    placement(options.get("scheduling_strategy")))
+
+
+def placement(strategy):
+    """`scheduling_strategy` as plain data for the raylet: None for "DEFAULT" and "SPREAD" (the same on one
+    machine), else what the strategy object says, e.g. ("node", node_id, soft)."""
+    return None if strategy is None or isinstance(strategy, str) else strategy._placement()
 
 
 def call_spec(actor_id, method, name, args, kwargs, pins, num_returns):
@@ -99,4 +106,5 @@ def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace, ru
         opts.resource_demand({**options, "num_cpus": life_cpus}, 0), options.get("max_restarts") or 0,
         options.get("max_task_retries") or 0,
         options.get("max_concurrency") or (1000 if actor_class._is_async else 1),
-        options.get("max_pending_calls") or -1, bool(options.get("get_if_exists")), runtime_env)
+        options.get("max_pending_calls") or -1, bool(options.get("get_if_exists")), runtime_env,
+        placement(options.get("scheduling_strategy")))

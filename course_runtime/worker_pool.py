@@ -38,7 +38,7 @@ class WorkerHandle:
         self.inbox = bytearray()  # bytes read from this worker that do not make a whole message yet
         self.functions, self.holding = set(), set()  # functions it has; ids its refs hold
         self.task, self.ready, self.actor = None, False, None  # actor: set for an actor's dedicated worker
-        self.lent_cpus = 0  # CPU units its task lent back to the pool while blocked in get()/wait()
+        self.lent_cpus = None  # {name: units} its task lent back to the pool while blocked in get()/wait()
         self.queued = collections.deque()  # tasks sent to it to run after `task` (fast_paths: pipelining)
         self.task_since = 0.0  # time.monotonic() when `task` started
         self.signal_after_flush = False  # a cancel signal to send once the outbox (with its CancelTask) is out

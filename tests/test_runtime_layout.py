@@ -17,10 +17,10 @@ pytestmark = pytest.mark.course_only
 
 # Lowest first. A module may import (at module level or inside a function) only modules of lower layers.
 LAYERS = [
-    ["fast_paths", "exceptions", "runtime_context", "backend", "runtime_env"],  # no runtime imports
+    ["fast_paths", "exceptions", "runtime_context", "backend", "runtime_env", "util.scheduling_strategies"],
     ["protocol", "serialization"],  # the wire; pickling
     ["object_ref", "scheduler"],
-    ["options", "plasma"],
+    ["options", "plasma", "placement_groups"],
     ["task_spec"],
     ["owner"],  # the core worker's owner side: tables, no IO
     ["worker_pool"],
@@ -33,15 +33,16 @@ LAYERS = [
     ["remote_function"],
     ["actor"],
     ["api"],
-    ["state", "viz", "doctor", "util.actor_pool", "util.queue", "util.multiprocessing.pool"],  # helpers, Ray's utilities
+    # helpers, Ray's utilities
+    ["state", "viz", "doctor", "util.actor_pool", "util.queue", "util.multiprocessing.pool", "util.placement_group"],
     ["util.multiprocessing"],
     ["", "checks", "util", "__main__"],
 ]
 # Lines of code, without blank lines, comments and docstrings. Issue 12 asks for 2,300; the redesign measures
 # about 3,040 (main had 3,124 with the fast paths inside). What is left is mostly the errors' wording and the
 # machine probing, which behaviour must keep: a ratchet, to be lowered as the core shrinks. Issue 13's features
-# may add up to 400 on top (runtime_env: about 100).
-CORE_LIMIT = 3150
+# may add up to 400 on top (runtime_env: about 100, scheduling strategies: 20, placement groups: 140).
+CORE_LIMIT = 3310
 MODULE_LIMIT = 400
 CLASS_LIMIT = 350
 DRIVER_ONLY = {"raylet", "driver", "owner", "gcs", "worker_pool"}

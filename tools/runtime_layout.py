@@ -157,6 +157,8 @@ READING_ORDER = [
     ("serialization", "pickle protocol 5, large buffers out of band, zero-copy reads", "`ray._private.serialization`"),
     ("object_ref", "`ObjectRef`, and every process's count of its live refs", "`ray.ObjectRef`"),
     ("gcs", "actors: creation, the queue of calls, names, restarts, deaths", "GCS actor manager"),
+    ("placement_groups", "bundles reserved whole or not at all; the resources Ray names `CPU_group_<id>`",
+     "GCS placement group manager"),
     ("runtime_env", "`runtime_env`: check it, merge the job's with a task's, set a worker up and undo it",
      "`ray.runtime_env`, runtime-env agent"),
     ("session", "which runtime this process talks to: the driver's or a task's", "global worker"),
