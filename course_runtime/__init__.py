@@ -28,6 +28,7 @@ from . import actor, exceptions
 from .api import (available_resources, cancel, cluster_resources, get, get_actor, get_gpu_ids, get_runtime_context,
                   init, is_initialized, kill, method, nodes, put, remote, shutdown, timeline, wait)
 from .object_ref import ObjectRef
+from .object_ref_generator import DynamicObjectRefGenerator, ObjectRefGenerator
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,6 @@ def __getattr__(name):
     raise AttributeError(f"module 'course_runtime' has no attribute {name!r}")
 
 
-__all__ = ["ObjectRef", "actor", "util", "available_resources", "cancel", "cluster_resources", "exceptions", "state",
+__all__ = ["ObjectRef", "ObjectRefGenerator", "DynamicObjectRefGenerator", "actor", "util", "available_resources", "cancel", "cluster_resources", "exceptions", "state",
            "get", "get_actor", "get_gpu_ids", "kill", "get_runtime_context", "init", "is_initialized", "method",
            "nodes", "put", "remote", "shutdown", "timeline", "wait"]

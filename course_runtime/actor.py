@@ -9,6 +9,7 @@ import inspect
 
 from . import options as opts, session
 from .object_ref import _events, random_hex
+from .object_ref_generator import ObjectRefGenerator
 from .remote_function import WithOptions
 from .runtime_env import merge as merge_runtime_env
 from .serialization import check_function_size, pickle_function
@@ -33,7 +34,8 @@ def _method_table(cls):
                 signature = signature.replace(parameters=list(signature.parameters.values())[1:])  # self
         except (TypeError, ValueError):
             signature = None
-        table[name] = (method_options.get("num_returns", 1), signature)
+        streams = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)  # Ray's default
+        table[name] = (method_options.get("num_returns", "streaming" if streams else 1), signature)
     return table
 
 
@@ -166,7 +168,9 @@ class ActorMethod:
         name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{self._name}"
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, name)
         spec = call_spec(handle._actor_id, self._name, name, args, kwargs, pins, options["num_returns"])
-        return one_or_many(session.current().submit_task(spec, to_store, None), spec.num_returns)
+        refs = session.current().submit_task(spec, to_store, None)
+        return ObjectRefGenerator(refs[0]) if spec.num_returns.__class__ is tuple else one_or_many(refs,
+                                                                                                 spec.num_returns)
 
 
 def exit_actor():

@@ -12,6 +12,7 @@ import operator
 from . import options as opts, session
 from .actor import ActorClass, ActorHandle, _method_table
 from .object_ref import ObjectRef
+from .object_ref_generator import ObjectRefGenerator, wait_with_generators
 from .remote_function import RemoteFunction
 from .runtime_env import check as check_runtime_env
 
@@ -177,7 +178,11 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
     _check_timeout(timeout)
     # A wait() loop calls this once per result with the refs still pending, so every step below is one pass at C
     # speed (map, set) rather than a Python loop: 10,000 refs cost about a millisecond.
-    if not set(map(type, ray_waitables)) <= {ObjectRef}:
+    kinds = set(map(type, ray_waitables))
+    if ObjectRefGenerator in kinds and kinds <= {ObjectRef, ObjectRefGenerator}:
+        _check_num_returns(num_returns, ray_waitables)
+        return wait_with_generators(ray_waitables, num_returns, timeout, session.current().wait_ids)
+    if not kinds <= {ObjectRef}:
         odd = next(r for r in ray_waitables if not isinstance(r, ObjectRef))
         raise TypeError(f"wait() expected a list of ray.ObjectRef, got list containing {type(odd)}.")
     ids = list(map(_ID_OF, ray_waitables))
@@ -185,11 +190,7 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
         raise ValueError("Wait requires a list of unique ray_waitables.")
     if not ray_waitables:
         return [], []
-    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
-        raise ValueError(f"Invalid number of objects to return {num_returns!r}.")
-    if num_returns > len(ray_waitables):
-        raise ValueError(f"num_returns cannot be greater than the number of ray_waitables provided: "
-                         f"{num_returns} > {len(ray_waitables)}.")
+    _check_num_returns(num_returns, ray_waitables)
     positions = session.current().wait_ids(ids, num_returns, timeout)  # of the ready ones, in order
     ready = [ray_waitables[p] for p in positions]
     not_ready, start = [], 0
@@ -200,9 +201,19 @@ def wait(ray_waitables, *, num_returns=1, timeout=None, fetch_local=True):
     return ready, not_ready
 
 
+def _check_num_returns(num_returns, ray_waitables):
+    if isinstance(num_returns, bool) or not isinstance(num_returns, int) or num_returns <= 0:
+        raise ValueError(f"Invalid number of objects to return {num_returns!r}.")
+    if num_returns > len(ray_waitables):
+        raise ValueError(f"num_returns cannot be greater than the number of ray_waitables provided: "
+                         f"{num_returns} > {len(ray_waitables)}.")
+
+
 def cancel(ray_waitable, *, force=False, recursive=True):
     """Cancel the task that produces this ref: dropped if queued, interrupted (KeyboardInterrupt) if running, its
     process killed if force=True. `get` on the ref then raises TaskCancelledError."""
+    if isinstance(ray_waitable, ObjectRefGenerator):  # a generator task: cancel it through its completion object
+        ray_waitable = ray_waitable.completed()
     if not isinstance(ray_waitable, ObjectRef):
         raise TypeError(f"ray.cancel() only supported for object refs. For actors, try ray.kill(). Got: "
                         f"{type(ray_waitable)}.")

@@ -11,11 +11,12 @@ from .exceptions import GetTimeoutError, ObjectStoreFullError, RaySystemError, r
 from .object_ref import ObjectRef, future_resolver, new_id, random_task_id
 from .owner import Error, Stored, first_ready
 from .plasma import write
-from .protocol import Inline
-from .raylet import JOB_ID, Raylet, deadline_after
+from .protocol import Inline, NextItem
+from .raylet import JOB_ID, Raylet
 from .runtime_context import RuntimeContext
 from .serialization import INLINE_LIMIT, deserialize_inline, describe_unpicklable, serialize
 from .task_spec import return_ids
+from .wait_manager import deadline_after
 
 
 class Driver:
@@ -135,6 +136,23 @@ class Driver:
             raise GetTimeoutError(f"Get timed out: {values.count(None)} of {len(ids)} object(s) were not ready "
                                   f"after {timeout} s.")
         return [load(v) for v in values]
+
+    def next_item(self, task_id, index, timeout):
+        """A generator's item `index`: its object id (the error's, where the task failed), or None at the end."""
+        with self.lock:
+            self.raylet.apply_local_refs()  # the consumer's refs to earlier items first: then they are its own
+            completion = self.owner.objects.get(new_id(task_id, 1))
+        answer = None
+
+        def answered():
+            nonlocal answer
+            answer = self.owner.stream_answer(task_id, index, NextItem, False, False)
+            return answer is not None
+
+        self.wait(answered, deadline_after(timeout), completion)
+        if answer is None:
+            raise GetTimeoutError(f"The generator's next item was not ready after {timeout} s.")
+        return answer.value
 
     def wait_ids(self, ids, num_returns, timeout):
         with self.lock:

@@ -4,6 +4,7 @@ Mirrors `ray._private.ray_option_utils`. Options are validated when they are giv
 decorator, not later inside a worker. Options that only matter on a real cluster are accepted and have no effect.
 """
 import inspect
+import warnings
 
 from . import runtime_env
 from .scheduler import to_units
@@ -57,11 +58,13 @@ def _resources(key, value):
 
 
 def _num_returns(key, value):
+    if value == "dynamic":
+        warnings.warn("num_returns='dynamic' is deprecated and will be removed in a future Ray release. Use "
+                      "num_returns='streaming' instead.", DeprecationWarning, stacklevel=4)
     if value in ("streaming", "dynamic"):
-        raise NotImplementedError(f"num_returns={value!r} (generator tasks that stream their results) is not "
-                                  f"supported by the course runtime yet; use a whole number, or real Ray.")
+        return
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"num_returns must be a whole number >= 0, not {value!r}.")
+        raise ValueError(f'num_returns must be a whole number >= 0, "streaming" or "dynamic", not {value!r}.')
 
 
 def _retries(key, value):
@@ -101,6 +104,7 @@ def _lifetime(key, value):
 _CHECKS = {"num_cpus": _amount, "num_gpus": _amount, "memory": _amount, "resources": _resources,
            "num_returns": _num_returns, "max_retries": _retries, "max_restarts": _retries,
            "max_task_retries": _retries, "retry_exceptions": _retry_exceptions,
+           "_generator_backpressure_num_objects": _positive_int,
            "max_concurrency": _positive_int, "lifetime": _lifetime, "scheduling_strategy": _scheduling_strategy}
 
 

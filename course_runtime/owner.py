@@ -12,8 +12,9 @@ import pickle
 import time
 
 from .exceptions import ObjectLostError, RaySystemError, RayTaskError
-from .protocol import ByRef, Cancelled, Failed, InSegment, Inline, ReadyPositions, TimedOut, Values
-from .task_spec import return_ids
+from .object_ref import new_id
+from .protocol import Answer, ByRef, Cancelled, Consumed, Failed, InSegment, Inline, ReadyPositions, TimedOut, Values
+from .task_spec import item_id, return_ids
 
 Stored = collections.namedtuple("Stored", "segment layout")  # an object's value in shared memory (a plasma Segment)
 Error = collections.namedtuple("Error", "error")  # the error a failed task left in place of its results
@@ -29,6 +30,16 @@ class ObjectEntry:
         self.id, self.creator, self.task = object_id, creator, task
         self.value, self.refs, self.size, self.dropped = None, 0, 0, False
         self.dependents, self.contained, self.callbacks = [], (), []
+
+
+@dataclasses.dataclass(slots=True, eq=False)
+class Stream:
+    """A streaming generator's items, seen from the owner: each is held here until its consumer has a ref to it."""
+    yielded: int = 0  # items stored so far
+    handed: int = 0  # items next() has returned
+    released: int = 0  # items no longer held here (the consumer holds them, or nobody wants them)
+    done: bool = False
+    dropped: bool = False  # the consumer's generator is gone: free what comes
 
 
 @dataclasses.dataclass(slots=True, eq=False)
@@ -72,6 +83,7 @@ class Owner:
         self.tasks = {}  # task id -> Task, until it finishes
         self.function_table = {}  # function (or actor class) id -> its pickle
         self.actor_handles = {}  # actor id -> how many ActorHandles exist (counted like ObjectRefs)
+        self.streams = {}  # task id -> Stream, for each streaming generator task whose generator is alive
         self.free_segment = free_segment or (lambda segment: None)  # the store's free()
         self.log = log or (lambda *event: None)  # the raylet's event log
         self.ready, self.failed_creations, self.out_of_scope, self.callbacks_due = [], [], [], []
@@ -93,6 +105,8 @@ class Owner:
             entry.refs += 1
         task = Task(spec, parent=parent, actor=actor, submitted=time.time())
         self.tasks[spec.task_id] = task
+        if spec.num_returns.__class__ is tuple:  # ("streaming", backpressure)
+            self.streams.setdefault(spec.task_id, Stream())  # a retry keeps what the first try yielded
         if parent is not None:
             parent.children.append(task)
         for object_id in return_ids(spec):  # a worker that submitted it may already hold refs to its results
@@ -129,6 +143,11 @@ class Owner:
     def finish(self, task, state):
         task.state = state
         self.tasks_finished += 1
+        stream = self.streams.get(task.spec.task_id)
+        if stream is not None and state != "READY":
+            stream.done = True
+            if stream.dropped:
+                del self.streams[task.spec.task_id]
         if self.tasks.pop(task.spec.task_id, None) is not None:
             for object_id in task.spec.pins:
                 self.release(object_id)
@@ -160,11 +179,66 @@ class Owner:
 
     # ---- objects ------------------------------------------------------------------------------------------
     def add_object(self, object_id, value, contained, size, creator):
+        stream = self.streams.get(object_id[:-8]) if self.streams else None
+        if stream is not None:
+            return self._add_item(stream, object_id, value, contained, size, creator)
         entry = self.objects.get(object_id) or ObjectEntry(object_id, creator)
         self.objects[object_id] = entry
         entry.creator, entry.size = creator, size
         self.complete(entry, value, contained)
         return entry
+
+    def _add_item(self, stream, object_id, value, contained, size, creator):
+        """A generator yielded an item: held for its consumer. A retry's repeat, or an item nobody will read, is
+        dropped (its segment freed)."""
+        index = int.from_bytes(bytes.fromhex(object_id[-8:]), "little") - 2
+        known = self.objects.get(object_id)
+        if stream.dropped or index < stream.yielded and known is not None and known.value is not None:
+            if type(value) is Stored:
+                self.free_segment(value.segment)
+            return None
+        entry = known or ObjectEntry(object_id, creator)
+        self.objects[object_id] = entry
+        entry.creator, entry.size, entry.refs = creator, size, entry.refs + 1
+        stream.yielded = max(stream.yielded, index + 1)
+        self.complete(entry, value, contained)
+        return entry
+
+    def stream_answer(self, task_id, index, kind, timed_out, cancelled):
+        """A generator's consumer asks for item `index` (NextItem), or its producer waits until `index` items are
+        taken (Consumed). An Answer with the item's id (the error's, at the item where the task failed), or None at
+        the end; None while it must wait."""
+        stream = self.streams.get(task_id)
+        if cancelled or stream is None:
+            return Cancelled() if cancelled else Answer(None)
+        if kind is Consumed:
+            ready = stream.handed >= index or stream.dropped
+        else:
+            while stream.released < min(index, stream.yielded):  # what came before is the consumer's now
+                stream.released += 1
+                self.release(item_id(task_id, stream.released - 1))
+            ready = index < stream.yielded or stream.done
+        if not ready:
+            return TimedOut() if timed_out else None
+        if kind is Consumed or index >= stream.yielded:
+            completion = self.objects.get(new_id(task_id, 1))
+            failed = kind is not Consumed and index == stream.yielded and completion is not None and \
+                type(completion.value) is Error
+            return Answer(completion.id if failed else None)
+        stream.handed = max(stream.handed, index + 1)
+        return Answer(item_id(task_id, index))
+
+    def drop_stream(self, task_id):
+        """The consumer's generator is gone: free the items it never took, and those still to come."""
+        stream = self.streams.get(task_id)
+        if stream is None or stream.dropped:
+            return
+        stream.dropped = True
+        while stream.released < stream.yielded:
+            stream.released += 1
+            self.release(item_id(task_id, stream.released - 1))
+        if stream.done:
+            del self.streams[task_id]
 
     def complete(self, entry, value, contained=()):
         """An object's value is known: its dependents may become ready, and it is freed if nobody wants it."""
@@ -218,6 +292,8 @@ class Owner:
             return
         entry.refs -= 1
         if entry.refs <= 0:
+            if self.streams and object_id[:-8] in self.streams and object_id.endswith("01000000"):
+                self.drop_stream(object_id[:-8])  # the completion object: its generator is gone
             if entry.value is not None:
                 self.free(entry)
             else:

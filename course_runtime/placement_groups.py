@@ -31,20 +31,7 @@ class PlacementGroups:
         self.node, self.node_id, self.groups = node, node_id, {}
 
     def create(self, group_id, bundles, strategy, name, lifetime):
-        """`bundles`: [{resource: units}], checked by util.placement_group. Ray would wait forever for a bundle
-        no node can hold; here that is a ValueError at once (see README)."""
-        together = {k: sum(b.get(k, 0) for b in bundles) for b in bundles for k in b}
-        why = None
-        if any(v > self.node.total.get(k, 0) for k, v in together.items()):
-            why = (f"its bundles ask for {describe(together)} together but this machine has only "
-                   f"{describe({k: self.node.total.get(k, 0) for k in together})} in total")
-        if strategy == "STRICT_SPREAD" and len(bundles) > 1:
-            why = f"STRICT_SPREAD puts each of its {len(bundles)} bundles on a different node, and this is one node"
-        if why:
-            raise ValueError(f"The placement group {name or group_id} can never be placed: {why}. Use PACK, SPREAD "
-                             f"or STRICT_PACK, ask for less, or use a Ray cluster (COURSE_BACKEND=ray).")
-        if name and any(g.name == name and g.state != "REMOVED" for g in self.groups.values()):
-            raise ValueError(f"A placement group named {name!r} already exists: remove it first, or use another name.")
+        """`bundles`: [{resource: units}], checked (and found placeable here) by util.placement_group."""
         self.groups[group_id] = Group(group_id, name, bundles, strategy, lifetime)
         return group_id
 
@@ -116,26 +103,9 @@ class PlacementGroups:
             within.update({group.key(k, i): v for k, v in [*demand.items(), ("bundle", WORK_UNITS)]})
         return within
 
-    def table(self, group_id=None):
-        """placement_group_table(): Ray's fields, for one group or every group by id."""
-        if group_id is not None:
-            group = self.groups.get(group_id)
-            return self._row(group) if group is not None else {}
-        return {g.group_id: self._row(g) for g in self.groups.values()}
-
-    def lookup(self, name):
-        group = next((g for g in self.groups.values() if g.name == name and g.state != "REMOVED"), None)
-        if group is None:
-            raise ValueError(f"Failed to look up placement group with name: {name}")
-        return group.group_id, self._row(group)["bundles"]
-
-    def _row(self, group):
-        placed = group.state == "CREATED"
-        return {"placement_group_id": group.group_id, "name": group.name,
-                "bundles": {i: {k: from_units(v) for k, v in b.items()} for i, b in enumerate(group.bundles)},
-                "bundles_to_node_id": {i: self.node_id for i in range(len(group.bundles))} if placed else {},
-                "strategy": group.strategy, "state": group.state,
-                "stats": {"scheduling_state": "FINISHED" if placed else group.state}}
+    def rows(self):
+        """Every group as (id, name, bundles in units, strategy, state): util.placement_group's table."""
+        return [(g.group_id, g.name, g.bundles, g.strategy, g.state) for g in self.groups.values()]
 
 
 def group_of(placement):

@@ -23,12 +23,13 @@ from .object_ref import LocalRefCounts, random_hex
 from .owner import Error, Owner, Stored, load_error
 from .placement_groups import PlacementGroups
 from .plasma import ObjectStore
-from .protocol import (Abandon, Allocate, Answer, Cancel, CancelTask, CreateActor, Exit, Exiting, Failed, Get,
-                       GetActor, HandBack, KillActor, Log, PlacementGroupOp, Put, Query, Ready, Reply, RunTask, Sealed,
-                       Setup, SubmitTask, TaskDone, Wait)
+from .protocol import (Abandon, Allocate, Answer, Cancel, CancelTask, Consumed, CreateActor, Exit, Exiting, Failed,
+                       Get, GetActor, HandBack, KillActor, Log, NextItem, PlacementGroupOp, Put, Query, Ready, Reply,
+                       RunTask, Sealed, Setup, SubmitTask, TaskDone, Wait)
 from .scheduler import (ReadyQueues, StallWatch, machine_resources, never_runs_here, node_table, stuck_tasks,
                         why_stuck)
 from .task_spec import return_ids
+from .wait_manager import WaitManager
 from .worker_pool import WorkerOutput, WorkerPool, receive_all
 
 JOB_ID = "01000000"
@@ -37,11 +38,6 @@ EVENT_LOG_LENGTH = 200_000
 # POOL_CHECK_S.
 STALL_S = 2.0
 POOL_CHECK_S = 0.25
-Waiter = collections.namedtuple("Waiter", "worker request_id ids num_returns deadline for_get")  # a blocked get/wait
-
-
-def deadline_after(timeout):
-    return None if timeout is None else time.monotonic() + timeout
 
 
 class Raylet:
@@ -55,9 +51,10 @@ class Raylet:
         self.changed = threading.Condition(self.lock)  # notified whenever objects complete or output arrives
         self.events = collections.deque(maxlen=EVENT_LOG_LENGTH)  # (time, kind, details...): what happened
         self.owner = Owner(self.store.free, self.log)
-        self.ready_queue, self.waiters, self.local_refs = ReadyQueues(), [], LocalRefCounts()
+        self.ready_queue, self.local_refs = ReadyQueues(), LocalRefCounts()
         self.wakeup_r, self.wakeup_w = os.pipe()
         self.pool = WorkerPool(num_cpus, memory, self._setup, self.wake)
+        self.waits = WaitManager(self.owner, self.resources, self.pool)  # workers blocked in get, wait, next
         self.gcs = ActorDirectory(self.owner, self.pool, self.resources, self.log)
         self.output = WorkerOutput(self.changed)
         self.tiny_runs = {}  # function id -> its short runs in a row (fast_paths: pipelining)
@@ -118,7 +115,7 @@ class Raylet:
         if task.spec.kind == "actor_create":
             self.gcs.start(task, allocation, self.pool.start_worker())
             return True
-        worker = self.pool.idle_worker(blocked=len({id(w.worker) for w in self.waiters if w.worker.actor is None}))
+        worker = self.pool.idle_worker(blocked=self.waits.blocked_tasks())
         if worker is None:
             return False
         task.state, task.worker, task.allocation = "RUNNING", worker, allocation
@@ -204,7 +201,7 @@ class Raylet:
         for object_id in worker.holding:
             self.owner.release(object_id)
         self.store.abandon(writer=worker)  # half-written objects are never seen by anyone
-        self.waiters = [w for w in self.waiters if w.worker is not worker]
+        self.waits.forget(worker)
         fast_paths.requeue(self, worker)
         if worker.actor is not None:
             return self.restart(worker.actor) if self.gcs.worker_exited(worker, code) else None
@@ -230,7 +227,7 @@ class Raylet:
         poller.register(self.wakeup_r, select.POLLIN)
         while self.alive:
             recheck = self.pool.watch(poller, watched, fast_paths.recheck_after)
-            ready = poller.poll(min(self._next_deadline(), recheck) * 1000)
+            ready = poller.poll(min(self.waits.next_deadline(), recheck) * 1000)
             with self.lock:  # reading under the lock too: a getter may take over a pipe (fast_paths)
                 if not self.alive:
                     break
@@ -277,8 +274,7 @@ class Raylet:
 
     def step(self):
         """After any change: answer blocked get/wait calls, schedule, wake the driver's waiting threads."""
-        if self.waiters:
-            self.waiters = [w for w in self.waiters if not self._answer(w)]
+        self.waits.answer_all()
         self.schedule()
         self.changed.notify_all()
 
@@ -329,33 +325,6 @@ class Raylet:
         segment = self.store.allocate(size, description, writer=worker)  # or ObjectStoreFullError, for the worker
         return segment.seg_id, segment.path
 
-    def _on_get_or_wait(self, worker, message):
-        for_get = type(message) is Get
-        waiter = Waiter(worker, message.request_id, message.ids, len(message.ids) if for_get else message.num_returns,
-                        deadline_after(message.timeout), for_get)
-        if not self._answer(waiter):
-            self.waiters.append(waiter)
-            task = worker.task
-            if task is not None and not worker.lent_cpus:  # lend its CPUs while it waits
-                worker.lent_cpus = self.resources.lend(task.allocation)
-
-    def _answer(self, waiter):
-        """Reply to a blocked worker if its request is satisfied (or timed out). True if answered."""
-        worker = waiter.worker
-        timed_out = waiter.deadline is not None and time.monotonic() >= waiter.deadline
-        cancelled = worker.task is not None and worker.task.cancel_requested
-        answer = self.owner.answer(waiter.ids, waiter.num_returns, waiter.for_get, timed_out, cancelled)
-        if answer is None:
-            return False
-        if worker.lent_cpus:
-            worker.lent_cpus = self.resources.reclaim(worker.lent_cpus)
-        self.pool.send(worker, Reply(waiter.request_id, answer))
-        return True
-
-    def _next_deadline(self):
-        deadlines = [w.deadline for w in self.waiters if w.deadline is not None]
-        return max(0.0, min(min(deadlines) - time.monotonic(), 0.5)) if deadlines else 0.5  # 0.5: apply dropped refs
-
     def _on_cancel(self, worker, message):
         try:
             self.cancel(message.object_id, message.force, message.recursive)
@@ -385,7 +354,7 @@ class Raylet:
             task.cancel_requested, worker = error or True, task.worker
             if force:
                 worker.process.kill()
-            elif any(w.worker is worker for w in self.waiters):
+            elif self.waits.blocked(worker):
                 self.step()  # it is blocked in get/wait: answer "cancelled"
             else:  # the signal raises KeyboardInterrupt inside the task, if it is still the one named
                 worker.signal_after_flush = True  # sent by WorkerPool.flush, once the message is in the pipe
@@ -422,10 +391,11 @@ class Raylet:
         pool_size = sum(1 for w in self.pool.workers if w.actor is None and not w.retiring and w.sock is not None)
         for worker in self.pool.retire_idle(now):
             self.log("worker_retired", worker.pid)
-        stuck = stuck_tasks(self.waiters, self.pool.workers, self.owner.objects, self.gcs.actors.values(),
-                            self.resources.available) if self.waiters and self.ready_queue else []
+        waiters = self.waits.waiters
+        stuck = stuck_tasks(waiters, self.pool.workers, self.owner.objects, self.gcs.actors.values(),
+                            self.resources.available) if waiters and self.ready_queue else []
         if self.stalls.for_too_long(now, stuck, self.owner.tasks_finished):
-            blocked = sorted({w.worker.task.spec.name for w in self.waiters if w.worker.task is not None})
+            blocked = sorted({w.worker.task.spec.name for w in waiters if w.worker.task is not None})
             for task in stuck:
                 self.fail(task, TaskUnschedulableError(why_stuck(task, blocked, pool_size, self.resources)))
             self.step()
@@ -454,7 +424,10 @@ class Raylet:
 HANDLERS = {
     Ready: Raylet._on_ready, TaskDone: Raylet._on_done, SubmitTask: Raylet._on_submit,
     Log: lambda raylet, worker, m: raylet.output.add(m),
-    Put: Raylet._on_put, Get: Raylet._on_get_or_wait, Wait: Raylet._on_get_or_wait, Cancel: Raylet._on_cancel,
+    Put: Raylet._on_put, Get: lambda raylet, worker, m: raylet.waits.add(worker, m),
+    Wait: lambda raylet, worker, m: raylet.waits.add(worker, m),
+    NextItem: lambda raylet, worker, m: raylet.waits.add(worker, m),
+    Consumed: lambda raylet, worker, m: raylet.waits.add(worker, m), Cancel: Raylet._on_cancel,
     Exiting: Raylet._on_exiting, HandBack: fast_paths.hand_back,
     Abandon: lambda raylet, worker, m: raylet.store.abandon(m.segment_id),
     KillActor: lambda raylet, worker, m: raylet.kill_actor(m.actor_id, m.no_restart),

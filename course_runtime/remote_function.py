@@ -8,6 +8,7 @@ import inspect
 
 from . import fast_paths, options as opts, session
 from .object_ref import random_hex
+from .object_ref_generator import ObjectRefGenerator
 from .runtime_env import merge as merge_runtime_env
 from .serialization import check_function_size, pickle_function
 from .task_spec import one_or_many, pack_arguments, submit_options, task_spec
@@ -23,7 +24,8 @@ class RemoteFunction:
         self._default_options = opts.validate(dict(task_options), "task")
         self._signature = inspect.signature(function)
         self._arity = _plain_arity(self._signature)
-        self._is_generator = inspect.isgeneratorfunction(function)
+        if inspect.isgeneratorfunction(function):  # as in Ray: a generator task streams its items by default
+            self._default_options.setdefault("num_returns", "streaming")
         self._submit_options = None  # the defaults merged with these options, made at the first .remote()
         self._function_id = random_hex(16)  # the key of this function in each worker's function table
         self._pickled = None
@@ -55,17 +57,14 @@ class RemoteFunction:
                 self._signature.bind(*args, **kwargs)
             except TypeError as error:
                 raise TypeError(f"{self.__qualname__}.remote(): {error}") from None
-        if self._is_generator and "num_returns" not in task_options:
-            raise NotImplementedError(
-                f"{self.__qualname__} is a generator function. Streaming generator tasks are not supported by the "
-                f"course runtime yet: give num_returns=<how many values it yields>, return a list, or use real Ray.")
         name = options.get("name") or self.__name__
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, name)
         runtime = session.current()
         env = merge_runtime_env(runtime.runtime_env, options.get("runtime_env"))
         spec = task_spec(self._function_id, name, args, kwargs, pins, options, env)
         refs = runtime.submit_task(spec, to_store, self.pickled)
-        return one_or_many(refs, spec.num_returns)
+        return ObjectRefGenerator(refs[0]) if spec.num_returns.__class__ is tuple else one_or_many(refs,
+                                                                                                 spec.num_returns)
 
     def pickled(self):
         """The function by value, pickled once, to ship to each worker the first time it runs it."""

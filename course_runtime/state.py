@@ -57,7 +57,7 @@ def summary():
     with raylet.lock:
         raylet.apply_local_refs()
         now = time.time()
-        blocked = {id(w.worker) for w in raylet.waiters}
+        blocked = {id(w.worker) for w in raylet.waits.waiters}
         workers = [{"pid": w.pid, "state": ("blocked in get/wait" if id(w) in blocked else "running") if w.task
                     else "idle", "task": w.task.spec.name if w.task else ""}
                    for w in raylet.pool.workers if w.actor is None]

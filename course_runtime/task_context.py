@@ -17,9 +17,9 @@ import cloudpickle
 from . import plasma
 from .exceptions import GetTimeoutError, raise_stored
 from .object_ref import LocalRefCounts, ObjectRef, future_resolver, new_id, random_task_id
-from .protocol import (Abandon, Allocate, Cancel, CancelCall, CancelTask, Cancelled, CreateActor, Envelope, Failed,
-                       Get, GetActor, HandBack, Inline, KillActor, PlacementGroupOp, Put, Query, Reply, RunTask, Sealed,
-                       SubmitTask, TimedOut, Wait)
+from .protocol import (Abandon, Allocate, Cancel, CancelCall, CancelTask, Cancelled, Consumed, CreateActor,
+                       Envelope, Failed, Get, GetActor, HandBack, Inline, KillActor, NextItem, PlacementGroupOp, Put,
+                       Query, Reply, RunTask, Sealed, SubmitTask, TimedOut, Wait)
 from .runtime_context import RuntimeContext
 from .serialization import INLINE_LIMIT, describe_unpicklable, deserialize_inline, serialize
 from .task_spec import return_ids
@@ -190,6 +190,20 @@ class TaskContext:
         if type(answer) is Cancelled:
             raise KeyboardInterrupt
         return answer.positions
+
+    def next_item(self, task_id, index, timeout):
+        """A generator's item `index`: its object id, or None at the end (ObjectRefGenerator)."""
+        answer = self.request(NextItem, task_id, index, timeout)
+        if type(answer) is TimedOut:
+            raise GetTimeoutError(f"The generator's next item was not ready after {timeout} s.")
+        if type(answer) is Cancelled:
+            raise KeyboardInterrupt
+        return answer.value
+
+    def wait_consumed(self, task_id, count):
+        """Backpressure: wait until the consumer has taken `count` items of this task's stream."""
+        if type(self.request(Consumed, task_id, count, None)) is Cancelled:
+            raise KeyboardInterrupt
 
     # ---- tasks and actors -----------------------------------------------------------------------------------
     def _store_arguments(self, to_store, name):

@@ -24,13 +24,25 @@ ActorSpec = collections.namedtuple("ActorSpec", "actor_id class_id qualname meth
 
 
 def return_ids(spec):
-    """Object ids are the task's id plus a 4-byte index, as in Ray."""
-    return [new_id(spec.task_id, i + 1) for i in range(spec.num_returns)]
+    """Object ids are the task's id plus a 4-byte index, as in Ray. A generator task has one: the "completion"
+    object of a streaming one (its items follow, from index 2), or the DynamicObjectRefGenerator of a dynamic one."""
+    count = spec.num_returns
+    return [new_id(spec.task_id, i + 1) for i in range(count if count.__class__ is int else 1)]
+
+
+def item_id(task_id, index):
+    """The id of a streaming generator's item `index` (0, 1, ...)."""
+    return new_id(task_id, index + 2)
+
+
+def returns_of(num_returns, backpressure=None):
+    """num_returns as a spec carries it: a number, "dynamic", or ("streaming", how many items may wait unread)."""
+    return ("streaming", backpressure or 0) if num_returns == "streaming" else num_returns
 
 
 def one_or_many(refs, num_returns):
     """What `.remote()` returns: one ref, a list of them, or None for num_returns=0."""
-    return refs[0] if num_returns == 1 else (refs or None)
+    return refs[0] if num_returns == 1 or num_returns == "dynamic" else (refs or None)
 
 
 def pack_arguments(args, kwargs, function_name):
@@ -77,7 +89,8 @@ def submit_options(task_options):
 
 
 def task_spec(function_id, name, args, kwargs, pins, options, runtime_env):
-    return TaskSpec(random_task_id(), name, function_id, args, kwargs, options["num_returns"], options["_demand"],
+    returns = returns_of(options["num_returns"], options.get("_generator_backpressure_num_objects"))
+    return TaskSpec(random_task_id(), name, function_id, args, kwargs, returns, options["_demand"],
                     options["max_retries"], options["retry_exceptions"], "task", None, None, pins, runtime_env,
                     placement(options.get("scheduling_strategy")))
 
@@ -90,8 +103,8 @@ def placement(strategy):
 
 def call_spec(actor_id, method, name, args, kwargs, pins, num_returns):
     """An actor call: no resources of its own (the actor holds them), retried as the actor says (gcs.py)."""
-    return TaskSpec(random_task_id(), name, None, args, kwargs, num_returns, {}, 0, False, "actor_call", actor_id,
-                    method, pins)
+    return TaskSpec(random_task_id(), name, None, args, kwargs, returns_of(num_returns), {}, 0, False, "actor_call",
+                    actor_id, method, pins)
 
 
 def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace, runtime_env):

@@ -23,10 +23,12 @@ import cloudpickle
 
 from . import fast_paths, runtime_env, session
 from .exceptions import RayTaskError, UnserializableException
-from .protocol import (CallActor, CancelCall, CancelTask, Channel, Exit, Exiting, Log, Ready, Reply, RunTask,
+from .protocol import (CallActor, CancelCall, CancelTask, Channel, Exit, Exiting, Log, Put, Ready, Reply, RunTask,
                        StartActor, TaskDone)
+from .object_ref_generator import DynamicObjectRefGenerator
 from .serialization import unpickle_function
 from .task_context import TaskContext
+from .task_spec import item_id
 
 EXIT = "exit"  # a run that ended with exit_actor(): the actor ends, and that call gets no reply
 
@@ -139,8 +141,11 @@ class Worker:
         started, token = time.time(), self.context.current.set((call.task_id, call.name, gpu_ids, resources))
         try:
             load = self.context.load
-            result = self.call(function, [load(a) for a in call.args], {k: load(v) for k, v in call.kwargs.items()})
-            returns, failure = self.store_returns(result, call.num_returns, call.name), None
+            args, kwargs = [load(a) for a in call.args], {k: load(v) for k, v in call.kwargs.items()}
+            if call.num_returns.__class__ is tuple:  # a streaming generator: cancel() must reach its items' code
+                returns, failure = self.call(lambda: self.store_returns(function(*args, **kwargs), call), (), {}), None
+            else:
+                returns, failure = self.store_returns(self.call(function, args, kwargs), call), None
         except BaseException as exception:  # noqa: B902 - KeyboardInterrupt is how cancel() stops a task
             returns, failure = None, self.failure(exception, call.name)
         self.finish(call, started, token, returns, failure)
@@ -155,7 +160,15 @@ class Worker:
                 result = method(*[load(a) for a in call.args], **{k: load(v) for k, v in call.kwargs.items()})
                 if inspect.isawaitable(result):
                     result = await result
-                returns, failure = self.store_returns(result, call.num_returns, call.name), None
+                if inspect.isasyncgen(result) and call.num_returns.__class__ is tuple:  # items stream as they come
+                    index = 0
+                    async for item in result:
+                        self.announce(call, index, item)
+                        index += 1
+                    result = ()
+                elif inspect.isasyncgen(result):
+                    result = [item async for item in result]
+                returns, failure = self.store_returns(result, call), None
             except BaseException as exception:  # noqa: B902 - CancelledError is how cancel() stops a coroutine
                 returns, failure = None, self.failure(exception, call.name)
             self.finish(call, started, token, returns, failure)
@@ -199,7 +212,14 @@ class Worker:
         finally:
             context.in_user_code = False
 
-    def store_returns(self, result, num_returns, name):
+    def store_returns(self, result, call):
+        num_returns, name = call.num_returns, call.name
+        if num_returns.__class__ is tuple:  # ("streaming", backpressure): each item goes out as it comes
+            for index, item in enumerate(result):
+                self.announce(call, index, item)
+            return [self.context.store_value(None, f"returned by {name}")]  # the completion object
+        if num_returns == "dynamic":  # every item stored now; the one result lists their refs
+            result, num_returns = DynamicObjectRefGenerator([self.context.put(item) for item in result]), 1
         if num_returns == 0:
             return []
         if inspect.isgenerator(result):
@@ -213,6 +233,16 @@ class Worker:
             raise ValueError(f"Task '{name}' has num_returns={num_returns} but returned {got}: return a tuple or "
                              f"list of exactly {num_returns} values.")
         return [self.context.store_value(value, f"returned by {name}") for value in result]
+
+    def announce(self, call, index, item):
+        """A streaming generator's item: stored and sent at once, so that its consumer may take it now. With
+        backpressure N, wait while N items are unread."""
+        context, description = self.context, f"yielded by {call.name}"
+        location, contained, size = context.store_value(item, description)
+        context.send(Put(item_id(call.task_id, index), location, contained, size, description))
+        unread_limit = call.num_returns[1] if call.num_returns.__class__ is tuple else 0
+        if unread_limit > 0 and index + 2 - unread_limit > 0:
+            context.wait_consumed(call.task_id, index + 2 - unread_limit)
 
     # ---- actors -------------------------------------------------------------------------------------------
     def start_actor(self, message):

@@ -241,17 +241,6 @@ def test_refs_from_a_previous_session_give_a_clear_error():
         ray.shutdown()
 
 
-def test_streaming_generator_tasks_are_refused_with_a_way_forward(rt):
-    """Difference from Ray: generator tasks need num_returns=k here (Ray streams them by default)."""
-    @ray.remote
-    def numbers(n):
-        yield from range(n)
-
-    with pytest.raises(NotImplementedError, match="num_returns"):
-        numbers.remote(3)
-    assert ray.get(numbers.options(num_returns=3).remote(3)) == [0, 1, 2]
-
-
 def test_cluster_addresses_point_to_real_ray():
     """Difference from Ray: the course runtime has no cluster to connect to."""
     with pytest.raises(ValueError, match="COURSE_BACKEND=ray"):

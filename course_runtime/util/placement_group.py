@@ -5,10 +5,10 @@ arguments, as Ray does, and gives the PlacementGroup handle. `ready()` is, as in
 once the group is placed.
 """
 from .. import session
-from ..api import wait
+from ..api import cluster_resources, get_runtime_context, wait
 from ..object_ref import random_hex
 from ..remote_function import RemoteFunction
-from ..scheduler import to_units
+from ..scheduler import describe, from_units, to_units
 from .scheduling_strategies import PlacementGroupSchedulingStrategy
 
 STRATEGIES = ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD")
@@ -93,6 +93,7 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_targ
     if strategy not in STRATEGIES:
         raise ValueError(f"Invalid placement group strategy {strategy}. Supported strategies are: "
                          f"{set(STRATEGIES)}.")
+    _check_placeable(checked, strategy, name)
     if lifetime not in (None, "detached"):
         raise ValueError(f"Placement group `lifetime` argument must be either `None` or 'detached'. Got {lifetime}.")
     if bundle_label_selector is not None or _soft_target_node_id is not None:
@@ -102,6 +103,21 @@ def placement_group(bundles, strategy="PACK", name="", lifetime=None, _soft_targ
     return PlacementGroup(PlacementGroupID(group_id), [{k: float(v) for k, v in b.items() if v} for b in bundles])
 
 
+def _check_placeable(bundles, strategy, name):
+    """Ray would keep a group no node can hold PENDING forever; on one machine that is a ValueError at once."""
+    total = {k: to_units(v, k) for k, v in cluster_resources().items()}
+    together = {k: sum(b.get(k, 0) for b in bundles) for b in bundles for k in b}
+    why = None
+    if any(v > total.get(k, 0) for k, v in together.items()):
+        why = (f"its bundles ask for {describe(together)} together but this machine has only "
+               f"{describe({k: total.get(k, 0) for k in together})} in total")
+    if strategy == "STRICT_SPREAD" and len(bundles) > 1:
+        why = f"STRICT_SPREAD puts each of its {len(bundles)} bundles on a different node, and this is one node"
+    if why:
+        raise ValueError(f"The placement group {name or ''} can never be placed: {why}. Use PACK, SPREAD or "
+                         f"STRICT_PACK, ask for less, or use a Ray cluster (COURSE_BACKEND=ray).")
+
+
 def remove_placement_group(placement_group):
     """Free the group's reservation. Tasks and actors running in it are killed, as in Ray."""
     _check_group(placement_group)
@@ -109,15 +125,31 @@ def remove_placement_group(placement_group):
 
 
 def get_placement_group(placement_group_name):
-    group_id, bundles = session.current().placement_group_op("lookup", placement_group_name)
-    return PlacementGroup(PlacementGroupID(group_id), list(bundles.values()))
+    row = next((r for r in _table().values() if r["name"] == placement_group_name and r["state"] != "REMOVED"),
+               None)
+    if row is None:
+        raise ValueError(f"Failed to look up placement group with name: {placement_group_name}")
+    return PlacementGroup(PlacementGroupID(row["placement_group_id"]), list(row["bundles"].values()))
 
 
 def placement_group_table(placement_group=None):
     """Ray's table: a dict of fields for one group, or for every group by id."""
-    if placement_group is not None:
-        _check_group(placement_group)
-    return session.current().placement_group_op("table", placement_group and placement_group.id.hex())
+    if placement_group is None:
+        return _table()
+    _check_group(placement_group)
+    return _table().get(placement_group.id.hex(), {})
+
+
+def _table():
+    node_id, table = get_runtime_context().get_node_id(), {}
+    for group_id, name, bundles, strategy, state in session.current().placement_group_op("rows"):
+        placed = state == "CREATED"
+        table[group_id] = {
+            "placement_group_id": group_id, "name": name,
+            "bundles": {i: {k: from_units(v) for k, v in b.items()} for i, b in enumerate(bundles)},
+            "bundles_to_node_id": {i: node_id for i in range(len(bundles))} if placed else {},
+            "strategy": strategy, "state": state, "stats": {"scheduling_state": "FINISHED" if placed else state}}
+    return table
 
 
 def get_current_placement_group():
