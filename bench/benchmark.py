@@ -98,12 +98,14 @@ FIGURES = [
            lambda v, p: None if p.get("ray") is None else v < p["ray"], peers_of="qsort_2m"),
     Figure("driver_memory", "driver RSS growth over many tasks", "MB", False, "< 50 MB (100,000 tasks)",
            lambda v, p: v < 50, ratio=False),
+    Figure("stream_10k", "10,000 items streamed by one generator task", "items/s", True, "≥ 5x Ray",
+           _ratio_at_least("ray", 5)),
 ]
 FIGURE = {f.key: f for f in FIGURES}
 
 # Workloads in the order a worker runs them. "startup" yields two figures (startup and shutdown), "actors" two.
 # driver_memory runs before the 100 MB workloads so that their large allocations cannot blur it.
-WORKLOADS = ["startup", "tasks_serial", "tasks_pipelined", "actors", "driver_memory", "wait_10k",
+WORKLOADS = ["startup", "tasks_serial", "tasks_pipelined", "actors", "driver_memory", "wait_10k", "stream_10k",
              "put_100mb", "get_stored_100mb", "read_shared_8", "images_8", "qsort_2m", "qsort_4m"]
 QUICK_WORKLOADS = [w for w in WORKLOADS if w != "images_8"]
 
@@ -115,6 +117,7 @@ class Sizes:
         self.serial = 300 if quick else 2000  # tasks/actor calls one at a time
         self.pipelined = 5000  # tasks/actor calls in flight at once
         self.wait = 1000 if quick else 10_000  # tasks consumed one by one with wait()
+        self.stream = 2000 if quick else 10_000  # items one generator task yields, read as they come
         self.memory_tasks = 10_000 if quick else 100_000  # tasks for the driver-memory figure, in batches of 1,000
         self.array_bytes = 100_000_000  # the "100 MB" array: 12.5 million float64
         # the recursive quicksort of issue 16 (a tree of tasks that get their children): items for qsort_2m, qsort_4m
@@ -128,6 +131,11 @@ class Sizes:
 
 def noop(x=None):
     return x
+
+
+def count_up(n):
+    for i in range(n):
+        yield i
 
 
 def array_sum(array):
@@ -292,6 +300,19 @@ class RayAPI(Workloads):
         value, samples = self.median(lambda: timed(run))
         return {"wait_10k": (value, samples, {"tasks": n})}
 
+    def stream_10k(self):
+        rt, n = self.rt, self.sizes.stream
+        produce = rt.remote(count_up)
+        rt.get(list(produce.remote(10)))  # warm-up: the function reaches a worker
+
+        def run():
+            total = 0
+            for ref in produce.remote(n):
+                total += rt.get(ref)
+            assert total == n * (n - 1) // 2
+        value, samples = self.median(lambda: n / timed(run))
+        return {"stream_10k": (value, samples, {"items": n})}
+
     def qsort(self, key):
         """Issue 16's program: each task above 50,000 items splits its list around a pivot, sorts both halves in
         child tasks and blocks in get() on them, so one process waits per inner node of the tree."""
@@ -435,6 +456,9 @@ class PPE(Workloads):
                     f.result()
         value, samples = self.median(lambda: timed(run))
         return {"wait_10k": (value, samples, {"tasks": n})}
+
+    def stream_10k(self):
+        return {"stream_10k": ("n/a: a pool's tasks return once, they do not stream", [], {})}
 
     def qsort_2m(self):
         return {"qsort_2m": ("n/a: a task cannot submit tasks to its own pool", [], {})}

@@ -7,7 +7,7 @@ worker.py in the actor's process).
 """
 import inspect
 
-from . import options as opts, session
+from . import options as opts, serialization, session
 from .object_ref import _events, random_hex
 from .object_ref_generator import ObjectRefGenerator
 from .remote_function import WithOptions
@@ -126,6 +126,7 @@ class ActorHandle:
         return ActorMethod(self, name, num_returns, signature)
 
     def __reduce__(self):
+        serialization.note_contained_ref(self._actor_id)  # a value that holds a handle keeps its actor alive
         return (ActorHandle, (self._actor_id, self._class_name, self._methods, self._is_async))
 
     def __eq__(self, other):

@@ -61,8 +61,7 @@ class ActorDirectory:
                                       f"existing one.")
 
     def register(self, spec):
-        for object_id in spec.pins:
-            self.owner.entry(object_id).refs += 1  # the constructor's arguments live as long as the actor
+        self.owner.pin(spec.pins)  # the constructor's arguments live as long as the actor
         actor = self.actors[spec.actor_id] = ActorRecord(spec)
         self.owner.actor_handles[spec.actor_id] = 0
         if spec.name:

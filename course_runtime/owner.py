@@ -101,8 +101,7 @@ class Owner:
     # ---- tasks --------------------------------------------------------------------------------------------
     def add_task(self, spec, parent=None, actor=None, infeasible=None):
         """Record a task; it is READY (in `ready`), WAITING for arguments, or already failed."""
-        for entry in [self.entry(object_id) for object_id in spec.pins]:  # all known, or none pinned
-            entry.refs += 1
+        self.pin(spec.pins)
         task = Task(spec, parent=parent, actor=actor, submitted=time.time())
         self.tasks[spec.task_id] = task
         if spec.num_returns.__class__ is tuple:  # ("streaming", backpressure)
@@ -245,9 +244,8 @@ class Owner:
         entry.value, entry.contained = value, tuple(contained)
         failed = type(value) is Error
         self.errors_stored += failed
-        for object_id in entry.contained:  # refs inside a stored value keep their objects alive
-            if object_id in self.objects:
-                self.objects[object_id].refs += 1
+        for object_id in entry.contained:  # refs (and actor handles) inside a stored value keep theirs alive
+            self.count(object_id, +1)
         for task in entry.dependents:
             if task.state != "WAITING":
                 continue
@@ -273,6 +271,18 @@ class Owner:
         return value
 
     # ---- reference counts ---------------------------------------------------------------------------------
+    def pin(self, object_ids):
+        """What a task (or an actor's constructor) was given keeps living while it needs it: all known, or none."""
+        for object_id in [i if i in self.actor_handles else self.entry(i).id for i in object_ids]:
+            self.count(object_id, +1)
+
+    def count(self, object_id, change):
+        """One more (or fewer) holder of an object or an actor handle we know of."""
+        if object_id in self.objects:
+            self.objects[object_id].refs += change
+        elif object_id in self.actor_handles:
+            self.actor_handles[object_id] += change
+
     def hold(self, object_id):
         if object_id in self.actor_handles:
             self.actor_handles[object_id] += 1

@@ -11,7 +11,7 @@ class RuntimeContext:
         self._task_id, self._task_name, self._worker_id = task_id, task_name, worker_id
         self._assigned = assigned_resources or {}
         self._actor_id, self._actor_name, self._current_actor = actor_id, actor_name, current_actor
-        self._canceled = canceled or (lambda: False)
+        self._canceled = canceled or _not_in_a_worker
         self._runtime_env = runtime_env
 
     def get_job_id(self):
@@ -75,3 +75,8 @@ class RuntimeContext:
     def __repr__(self):
         return (f"RuntimeContext(job_id={self._job_id}, node_id={self._node_id[:8]}..., task_id={self._task_id}, "
                 f"actor_id={self._actor_id})")
+
+
+def _not_in_a_worker():
+    raise RuntimeError("This method is only available when the process is a worker (in a task or an actor), "
+                       "not in the driver.")

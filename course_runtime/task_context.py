@@ -43,6 +43,7 @@ class TaskContext:
         self.actor = self.actor_id = self.actor_name = self.qualname = self.class_name = None
         self.resources, self.gpus = {}, []  # an actor's, for its whole life
         self.runtime_env = None  # the running task's (or the actor's): tasks submitted from here start from it
+        self.loop = None  # an async actor's event loop
 
     @property
     def task(self):
@@ -255,7 +256,12 @@ class TaskContext:
         return RuntimeContext(self.job_id, self.node_id, self.namespace, task_id=task_id, task_name=name,
                               assigned_resources=resources, worker_id=str(os.getpid()), actor_id=self.actor_id,
                               actor_name=self.actor_name, current_actor=actor, runtime_env=self.runtime_env,
-                              canceled=lambda: self.cancel_pending or (task_id in self.cancelled_calls))
+                              canceled=lambda: self.is_canceled(task_id))
+
+    def is_canceled(self, task_id):
+        if self.loop is not None:  # a coroutine learns of cancel() by CancelledError, as in Ray
+            raise RuntimeError("This method is not supported in an async actor.")
+        return self.cancel_pending or (task_id in self.cancelled_calls)
 
     def gpu_ids(self):
         return list(self.task[2]) if self.task else list(self.gpus)

@@ -263,6 +263,7 @@ class Worker:
             import asyncio  # only async actors need it (a worker that starts without it starts sooner)
 
             self.loop, self.semaphore = asyncio.new_event_loop(), asyncio.Semaphore(message.max_concurrency)
+            context.loop = self.loop
             threading.Thread(target=self.loop.run_forever, name="course_runtime-actor-loop", daemon=True).start()
         elif message.max_concurrency > 1:
             import concurrent.futures
