@@ -88,7 +88,7 @@ class Owner:
         self.log = log or (lambda *event: None)  # the raylet's event log
         self.ready, self.failed_creations, self.out_of_scope, self.callbacks_due = [], [], [], []
         self.tasks_finished = self.errors_stored = 0
-        self.finished = collections.deque(maxlen=200_000)  # (name, task id, pid, start, end, state) of each run
+        self.finished = collections.deque(maxlen=200_000)  # (name, task id, pid, start, end, state, kind, actor)
 
     def entry(self, object_id):
         entry = self.objects.get(object_id)
@@ -170,7 +170,7 @@ class Owner:
         for pid in sorted({run[2] for run in runs}):
             events.append({"ph": "M", "name": "thread_name", "pid": node, "tid": f"worker {pid}",
                            "args": {"name": f"worker {pid}"}})
-        for name, task_id, pid, started, ended, state in runs:
+        for name, task_id, pid, started, ended, state, *_ in runs:
             events.append({"cat": f"task::{name}", "name": name, "pid": node, "tid": f"worker {pid}",
                            "ts": started * 1e6, "dur": (ended - started) * 1e6, "ph": "X",
                            "args": {"task_id": task_id, "state": state}})

@@ -139,7 +139,7 @@ class Raylet:
         if task is None or task.worker is not worker:
             return self._discard(done.returns)
         self.owner.finished.append((task.spec.name, done.task_id, worker.pid, done.started, done.ended,
-                                    "FAILED" if done.error else "FINISHED"))
+                                    "FAILED" if done.error else "FINISHED", task.spec.kind, task.spec.actor_id))
         fast_paths.note_run(self, task, done.ended - done.started)
         error = load_error(done.error, task.spec.name) if done.error else None
         if task.spec.kind == "actor_create":

@@ -34,7 +34,8 @@ LAYERS = [
     ["actor"],
     ["api"],
     # helpers, Ray's utilities
-    ["state", "viz", "doctor", "util.actor_pool", "util.queue", "util.multiprocessing.pool", "util.placement_group"],
+    ["state", "viz", "doctor", "util.actor_pool", "util.queue", "util.multiprocessing.pool", "util.placement_group",
+     "util.state"],
     ["util.multiprocessing"],
     ["", "checks", "util", "__main__"],
 ]
