@@ -17,7 +17,7 @@ from .task_spec import actor_spec, call_spec, one_or_many, pack_arguments
 
 
 def _method_table(cls):
-    """{method name: (num_returns, signature)} for every method a handle may call."""
+    """{method name: (num_returns, signature, concurrency group)} for every method a handle may call."""
     table = {}
     for name, member in inspect.getmembers(cls):
         if name.startswith("__") and name not in ("__call__",):
@@ -35,7 +35,8 @@ def _method_table(cls):
         except (TypeError, ValueError):
             signature = None
         streams = inspect.isgeneratorfunction(function) or inspect.isasyncgenfunction(function)  # Ray's default
-        table[name] = (method_options.get("num_returns", "streaming" if streams else 1), signature)
+        table[name] = (method_options.get("num_returns", "streaming" if streams else 1), signature,
+                       method_options.get("concurrency_group"))
     return table
 
 
@@ -78,6 +79,11 @@ class ActorClass:
             raise TypeError(f"{self.__name__}.remote(): {error}") from None
         except ValueError:
             pass  # no signature to check (e.g. a class with a C-level constructor)
+        groups = actor_options.get("concurrency_groups") or {}
+        for method, (_, _, group) in self._methods.items():
+            if group is not None and group not in groups:
+                raise ValueError(f"{self.__name__}.{method} is in concurrency group {group!r}, which the actor does "
+                                 f"not declare: give @ray.remote(concurrency_groups={{{group!r}: N, ...}}).")
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, self.__name__)
         runtime = session.current()
         env = merge_runtime_env(runtime.runtime_env, actor_options.get("runtime_env"))
@@ -122,8 +128,8 @@ class ActorHandle:
             return ActorMethod(self, name, 1, None)
         if name not in methods:
             raise AttributeError(f"'{self._class_name}' actor has no method '{name}'.")
-        num_returns, signature = methods[name]
-        return ActorMethod(self, name, num_returns, signature)
+        num_returns, signature, group = methods[name]
+        return ActorMethod(self, name, num_returns, signature, {"concurrency_group": group})
 
     def __reduce__(self):
         serialization.note_contained_ref(self._actor_id)  # a value that holds a handle keeps its actor alive
@@ -168,7 +174,8 @@ class ActorMethod:
         handle, options = self._handle, self._options
         name = options.get("name") or f"{handle._class_name.rsplit('.', 1)[-1]}.{self._name}"
         args, kwargs, pins, to_store = pack_arguments(args, kwargs, name)
-        spec = call_spec(handle._actor_id, self._name, name, args, kwargs, pins, options["num_returns"])
+        spec = call_spec(handle._actor_id, self._name, name, args, kwargs, pins, options["num_returns"],
+                         options.get("concurrency_group"))
         refs = session.current().submit_task(spec, to_store, None)
         return ObjectRefGenerator(refs[0]) if spec.num_returns.__class__ is tuple else one_or_many(refs,
                                                                                                  spec.num_returns)

@@ -88,7 +88,7 @@ class ActorDirectory:
                                           self.owner.function_table[spec.class_id], [locate(a) for a in spec.args],
                                           {k: locate(v) for k, v in spec.kwargs.items()}, allocation.gpu_ids(),
                                           allocation.as_dict(), spec.max_concurrency, spec.is_async, spec.name,
-                                          spec.namespace, spec.runtime_env))
+                                          spec.namespace, spec.runtime_env, spec.concurrency_groups))
         self.log("dispatch", task.spec.task_id, worker.pid)
 
     def created(self, task, error):
@@ -149,7 +149,8 @@ class ActorDirectory:
             self.log("dispatch", task.spec.task_id, actor.worker.pid)
             spec, locate = task.spec, self.owner.locate
             self.pool.send(actor.worker, CallActor(spec.task_id, spec.name, spec.method, [locate(a) for a in spec.args],
-                                                   {k: locate(v) for k, v in spec.kwargs.items()}, spec.num_returns))
+                                                   {k: locate(v) for k, v in spec.kwargs.items()}, spec.num_returns,
+                                                   spec.concurrency_group))
         waiting.extend(actor.queue)
         actor.queue = waiting
 

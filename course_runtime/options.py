@@ -96,6 +96,13 @@ def _scheduling_strategy(key, value):
                         f"{type(value)}")
 
 
+def _concurrency_groups(key, value):
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(f"concurrency_groups must be a dict of group name -> max concurrency, not {value!r}.")
+    for name, size in value.items():
+        _positive_int(f"concurrency_groups[{name!r}]", size)
+
+
 def _lifetime(key, value):
     if value not in ("detached", "non_detached"):
         raise ValueError(f"lifetime must be None, 'detached' or 'non_detached', not {value!r}.")
@@ -105,7 +112,8 @@ _CHECKS = {"num_cpus": _amount, "num_gpus": _amount, "memory": _amount, "resourc
            "num_returns": _num_returns, "max_retries": _retries, "max_restarts": _retries,
            "max_task_retries": _retries, "retry_exceptions": _retry_exceptions,
            "_generator_backpressure_num_objects": _positive_int,
-           "max_concurrency": _positive_int, "lifetime": _lifetime, "scheduling_strategy": _scheduling_strategy}
+           "max_concurrency": _positive_int, "lifetime": _lifetime, "scheduling_strategy": _scheduling_strategy,
+           "concurrency_groups": _concurrency_groups}
 
 
 def resource_demand(options, default_cpus):

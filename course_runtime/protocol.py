@@ -29,8 +29,8 @@ Setup = _record("Setup", "sys_path cwd driver_pid job_id node_id namespace")  # 
 RunTask = _record("RunTask", "task_id name function_id function args kwargs num_returns gpu_ids resources "
                              "runtime_env")
 StartActor = _record("StartActor", "task_id actor_id qualname cls args kwargs gpu_ids resources max_concurrency "
-                                   "is_async name namespace runtime_env")  # build the instance, in a dedicated worker
-CallActor = _record("CallActor", "task_id name method args kwargs num_returns")
+                                   "is_async name namespace runtime_env concurrency_groups")  # build the instance, in a dedicated worker
+CallActor = _record("CallActor", "task_id name method args kwargs num_returns concurrency_group")
 Reply = _record("Reply", "request_id answer")  # answer: one of the next seven
 CancelTask = _record("CancelTask", "task_id")  # then SIGUSR1: interrupts the task only if it is still this one
 CancelCall = _record("CancelCall", "task_id")  # an actor call: skipped if not started, else is_canceled()

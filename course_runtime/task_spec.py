@@ -14,12 +14,13 @@ from .serialization import INLINE_LIMIT, describe_unpicklable, serialize
 # kind: "task", "actor_create" or "actor_call"; demand: resource units held while it runs, e.g. {"CPU": 10000}
 TaskSpec = collections.namedtuple("TaskSpec", "task_id name function_id args kwargs num_returns demand max_retries "
                                               "retry_exceptions kind actor_id method pins runtime_env "
-                                              "placement", defaults=(None, None), module=__name__)
+                                              "placement concurrency_group", defaults=(None, None, None),
+                                   module=__name__)
 # schedule_demand: what a machine must have to host it; life_demand: what it holds while it lives
 ActorSpec = collections.namedtuple("ActorSpec", "actor_id class_id qualname methods is_async args kwargs pins name "
                                                 "namespace detached schedule_demand life_demand max_restarts "
                                                 "max_task_retries max_concurrency max_pending_calls get_if_exists "
-                                                "runtime_env placement",
+                                                "runtime_env placement concurrency_groups",
                                    module=__name__)
 
 
@@ -101,10 +102,10 @@ def placement(strategy):
     return None if strategy is None or isinstance(strategy, str) else strategy._placement()
 
 
-def call_spec(actor_id, method, name, args, kwargs, pins, num_returns):
+def call_spec(actor_id, method, name, args, kwargs, pins, num_returns, concurrency_group=None):
     """An actor call: no resources of its own (the actor holds them), retried as the actor says (gcs.py)."""
     return TaskSpec(random_task_id(), name, None, args, kwargs, returns_of(num_returns), {}, 0, False, "actor_call",
-                    actor_id, method, pins)
+                    actor_id, method, pins, concurrency_group=concurrency_group)
 
 
 def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace, runtime_env):
@@ -120,4 +121,4 @@ def actor_spec(actor_id, actor_class, args, kwargs, pins, options, namespace, ru
         options.get("max_task_retries") or 0,
         options.get("max_concurrency") or (1000 if actor_class._is_async else 1),
         options.get("max_pending_calls") or -1, bool(options.get("get_if_exists")), runtime_env,
-        placement(options.get("scheduling_strategy")))
+        placement(options.get("scheduling_strategy")), options.get("concurrency_groups") or None)

@@ -76,7 +76,8 @@ class Worker:
         self.news_waiting = False  # a cancel signal came between tasks: look for its news before the next one
         self.calls = 0  # tasks run so far (a delayed cancel checks it is still for the same task)
         self.exit_requested = False
-        self.pool = self.loop = self.semaphore = None  # a threaded actor's threads, an async actor's loop
+        self.loop, self.pools, self.semaphores = None, {}, {}  # an async actor's loop; per concurrency group (None:
+        # the default one), a threaded actor's threads or an async actor's limit
         self.running_coroutines = {}  # task id -> concurrent Future of an async actor's call
         self.running_calls = set()  # calls of a threaded or async actor still running
         self.pending_terminate = None  # __ray_terminate__ waiting for those calls to finish
@@ -151,7 +152,7 @@ class Worker:
         self.finish(call, started, token, returns, failure)
 
     async def run_async(self, call, method):
-        async with self.semaphore:  # at most max_concurrency coroutines at once (Ray's default: 1000)
+        async with self.semaphores[call.concurrency_group]:  # at most max_concurrency at once (Ray's default: 1000)
             context = self.context
             started, token = time.time(), context.current.set((call.task_id, call.name, context.gpus,
                                                                context.resources))
@@ -258,18 +259,20 @@ class Worker:
             context.actor = cls(*args, **kwargs)
 
         self.run(CallActor(message.task_id, f"{context.class_name}.__init__", "__init__", message.args, message.kwargs,
-                           0), construct, message.gpu_ids, message.resources)
+                           0, None), construct, message.gpu_ids, message.resources)
+        groups = {None: message.max_concurrency, **(message.concurrency_groups or {})}
         if message.is_async:
             import asyncio  # only async actors need it (a worker that starts without it starts sooner)
 
-            self.loop, self.semaphore = asyncio.new_event_loop(), asyncio.Semaphore(message.max_concurrency)
-            context.loop = self.loop
+            self.loop = context.loop = asyncio.new_event_loop()
+            self.semaphores = {group: asyncio.Semaphore(size) for group, size in groups.items()}
             threading.Thread(target=self.loop.run_forever, name="course_runtime-actor-loop", daemon=True).start()
-        elif message.max_concurrency > 1:
+        elif message.max_concurrency > 1 or message.concurrency_groups:
             import concurrent.futures
 
-            self.pool = concurrent.futures.ThreadPoolExecutor(message.max_concurrency, thread_name_prefix="actor")
-        if self.loop is not None or self.pool is not None:
+            self.pools = {group: concurrent.futures.ThreadPoolExecutor(size, thread_name_prefix=f"actor-{group}")
+                          for group, size in groups.items()}
+        if self.loop is not None or self.pools:
             context.replies = {}  # from now on the main thread only reads the pipe, and routes replies
 
     def call_actor(self, message):
@@ -280,10 +283,12 @@ class Worker:
             else:
                 self.terminate(message)
             return
-        if message.task_id in context.cancelled_calls:  # cancelled before it started
+        group, known = message.concurrency_group, self.semaphores or self.pools or {None: 1}
+        if message.task_id in context.cancelled_calls or group not in known:  # cancelled before it started
             context.cancelled_calls.discard(message.task_id)
-            error = pack_error(KeyboardInterrupt(), message.name)
-            context.send(TaskDone(message.task_id, None, error, time.time(), time.time()))
+            error = KeyboardInterrupt() if group in known else ValueError(
+                f"{message.name}: the actor has no concurrency group {group!r}; it has {sorted(filter(None, known))}.")
+            context.send(TaskDone(message.task_id, None, pack_error(error, message.name), time.time(), time.time()))
             return
         method = getattr(context.actor, message.method)
         if context.replies is not None:
@@ -293,8 +298,8 @@ class Worker:
 
             self.running_coroutines[message.task_id] = asyncio.run_coroutine_threadsafe(
                 self.run_async(message, method), self.loop)
-        elif self.pool is not None:
-            self.pool.submit(self.run, message, method, context.gpus, context.resources)
+        elif self.pools:
+            self.pools[group].submit(self.run, message, method, context.gpus, context.resources)
         else:
             self.run(message, method, context.gpus, context.resources)
 
