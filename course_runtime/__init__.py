@@ -38,7 +38,7 @@ def __getattr__(name):
     if name == "ray":
         from .backend import load
         return load()
-    if name in ("state", "util", "viz", "checks"):  # loaded on first use: workers never need them
+    if name in ("state", "util", "viz", "checks", "experimental"):  # loaded on first use: workers never need them
         import importlib
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module 'course_runtime' has no attribute {name!r}")

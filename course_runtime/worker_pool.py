@@ -220,6 +220,8 @@ def max_pool_size(num_cpus, memory):
 class WorkerOutput:
     """What tasks print: lines that wait to be printed by the driver, prefixed `(task pid=...)` by the worker."""
 
+    progress = None  # set by experimental.tqdm_ray when the driver imports it: draws a task's progress bar
+
     def __init__(self, changed):
         self.changed, self.pending = changed, []  # changed: the raylet's condition (under its lock)
         # In Jupyter, output printed from a background thread can land in whichever cell started that thread,
@@ -234,6 +236,10 @@ class WorkerOutput:
         with self.changed:
             lines, self.pending = self.pending, []
         for line in lines:
+            if line.stream == "progress":
+                if self.progress is not None:
+                    self.progress(line.text)
+                continue
             target = sys.stderr if line.stream == "stderr" else sys.stdout
             try:
                 target.write(line.text)

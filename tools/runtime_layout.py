@@ -9,8 +9,9 @@ import os
 import tokenize
 
 PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "course_runtime")
-# Not part of the core: course helpers, the CLI, Ray's utilities, and the fast paths (read after the plain path).
-NOT_CORE = {"doctor", "viz", "state", "checks", "__main__", "fast_paths"}
+# Not part of the core: course helpers, the CLI, Ray's utilities (util, experimental), and the fast paths (read
+# after the plain path).
+NOT_CORE = {"doctor", "viz", "state", "checks", "__main__", "fast_paths", "experimental"}
 
 
 def modules():
