@@ -25,7 +25,12 @@ def load():
             # Connect now, so the notebooks' `ray.init(num_cpus=..., ignore_reinit_error=True)` finds Ray
             # running instead of asking a cluster for local resources (which Ray refuses).
             connect(ray, os.environ["RAY_ADDRESS"])
-        import ray.util.multiprocessing  # noqa: F401  so `ray.util.multiprocessing.Pool` works as on the course runtime
+        # so that `ray.util.multiprocessing.Pool`, `ray.util.scheduling_strategies`, `ray.util.state` and
+        # `ray.experimental.tqdm_ray` work as attributes, as on the course runtime
+        import ray.experimental.tqdm_ray  # noqa: F401
+        import ray.util.multiprocessing  # noqa: F401
+        import ray.util.scheduling_strategies  # noqa: F401
+        import ray.util.state  # noqa: F401
         return ray
     raise ValueError(f"COURSE_BACKEND={choice!r} is not a backend of this course. Valid values: "
                      f"{', '.join(repr(b) for b in BACKENDS)} (unset means 'course').")

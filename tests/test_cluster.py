@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(BACKEND != "ray", reason="a real Ray cluster: on
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COURSE_NOTEBOOKS = ["01_introduction", "02_tasks", "03_actors", "04_object_store", "05_gpus_and_resources",
-                    "06_under_the_hood"]
+                    "06_under_the_hood", "07_modern_ray_core"]
 SCRIPTS = ["extra/code/parallel_process.py", "extra/code/tasks_pipeline.py", "extra/code/actor_counter.py"]
 NOTEBOOK_TIMEOUT_S = 400
 # Known to break on a cluster, with the fix proposed in docs/cluster_notes.md (notebooks 01-06 are issue 14's).

@@ -11,7 +11,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 EXPECTED = ["01_introduction", "02_tasks", "03_actors", "04_object_store", "05_gpus_and_resources",
-            "06_under_the_hood", "08_laptop_to_cluster"]
+            "06_under_the_hood", "07_modern_ray_core", "08_laptop_to_cluster"]
 PATHS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "[0-9][0-9]_*.ipynb")))
 IDS = [os.path.basename(p)[:-6] for p in PATHS]
 
