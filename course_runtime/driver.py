@@ -139,9 +139,6 @@ class Driver:
 
     def next_item(self, task_id, index, timeout):
         """A generator's item `index`: its object id (the error's, where the task failed), or None at the end."""
-        with self.lock:
-            self.raylet.apply_local_refs()  # the consumer's refs to earlier items first: then they are its own
-            completion = self.owner.objects.get(new_id(task_id, 1))
         answer = None
 
         def answered():
@@ -149,7 +146,12 @@ class Driver:
             answer = self.owner.stream_answer(task_id, index, NextItem, False, False)
             return answer is not None
 
-        self.wait(answered, deadline_after(timeout), completion)
+        with self.lock:
+            self.raylet.apply_local_refs()  # the consumer's refs to earlier items first: then they are its own
+            completion = self.owner.objects.get(new_id(task_id, 1))
+            ready = answered()  # usually the producer is ahead: the item is there already
+        if not ready:
+            self.wait(answered, deadline_after(timeout), completion)
         if answer is None:
             raise GetTimeoutError(f"The generator's next item was not ready after {timeout} s.")
         return answer.value
