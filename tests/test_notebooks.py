@@ -24,7 +24,7 @@ def tags(cell):
     return cell.get("metadata", {}).get("tags", [])
 
 
-def test_the_six_notebooks_exist():
+def test_the_course_notebooks_exist():
     assert IDS == EXPECTED
 
 
