@@ -60,10 +60,14 @@ def jupyter_lab_command(args):
 
 
 # Tests written only against the public API: they run on the course runtime and on real Ray.
-CONFORMANCE_TESTS = ["tests/test_lifecycle.py", "tests/test_tasks.py", "tests/test_objects.py", "tests/test_errors.py",
-                     "tests/test_resources.py", "tests/test_actors.py", "tests/test_actor_pool_and_queue.py",
-                     "tests/test_actor_resources.py", "tests/test_serialization_properties.py", "tests/test_task_trees.py",
-                     "tests/test_multiprocessing_pool.py"]
+CONFORMANCE_TESTS = ["tests/test_lifecycle.py", "tests/test_tasks.py", "tests/test_objects.py",
+                     "tests/test_errors.py", "tests/test_resources.py", "tests/test_actors.py",
+                     "tests/test_actor_pool_and_queue.py", "tests/test_actor_resources.py",
+                     "tests/test_serialization_properties.py", "tests/test_task_trees.py",
+                     "tests/test_multiprocessing_pool.py", "tests/test_generators.py",
+                     "tests/test_placement_groups.py", "tests/test_scheduling_strategies.py",
+                     "tests/test_runtime_env.py", "tests/test_concurrency_groups.py",
+                     "tests/test_cancel_actor_calls.py", "tests/test_state_api.py", "tests/test_tqdm_ray.py"]
 RAY_SCRIPTS = ["extra/code/parallel_process.py", "extra/code/tasks_pipeline.py", "extra/code/actor_counter.py"]
 # The Ray the real-Ray half and notebook 8 use ([default]: `ray start`'s dashboard, the state API, `ray job submit`).
 RAY_REQUIREMENT = "ray[default]==2.60.0"
