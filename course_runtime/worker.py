@@ -119,9 +119,9 @@ class Worker:
     def run_task(self, message):
         """A pool worker's task, in its runtime_env, undone afterwards. GPUs are set before the function is even
         loaded, so CUDA sees only its own."""
-        gpus = ",".join(map(str, message.gpu_ids)) or None
-        if gpus is None and message.runtime_env is None and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        if not message.gpu_ids and message.runtime_env is None and "CUDA_VISIBLE_DEVICES" not in os.environ:
             return self.run(message, self.function_of(message), message.gpu_ids, message.resources)  # nothing to set
+        gpus = ",".join(map(str, message.gpu_ids)) or None  # None: no GPU, so CUDA must see none
         undo = runtime_env.enter(message.runtime_env, {"CUDA_VISIBLE_DEVICES": gpus})
         self.context.runtime_env = message.runtime_env
         try:
