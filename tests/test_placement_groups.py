@@ -35,8 +35,10 @@ def test_a_group_reserves_its_bundles_and_says_so(ray_start):
         assert pg.id.hex() in pgs.placement_group_table()
         # Reserved: the node's CPUs are gone from the free pool, and come back under the group's names (Ray's
         # resource view catches up a moment after the group is placed).
-        group_cpus = lambda: (ray.cluster_resources().get(f"CPU_group_{pg.id.hex()}"),  # noqa: E731
-                              ray.cluster_resources().get(f"CPU_group_0_{pg.id.hex()}"))
+        def group_cpus():
+            total = ray.cluster_resources()
+            return total.get(f"CPU_group_{pg.id.hex()}"), total.get(f"CPU_group_0_{pg.id.hex()}")
+
         assert wait_until(lambda: group_cpus() == (2, 1), timeout=30), ray.cluster_resources()
         assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 0, timeout=30)
     finally:
