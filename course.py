@@ -11,8 +11,11 @@ Both create a virtual environment in .venv the first time and reuse it afterward
 Extra arguments after `test` go to pytest (e.g. `python3 course.py test -k objects`).
 """
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 import venv
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -78,11 +81,41 @@ REAL_RAY_NOTEBOOKS = ["notebooks/08_laptop_to_cluster.ipynb"]
 CLUSTER_TESTS = ["tests/test_cluster.py"]
 
 
+STAGES = []  # (title, failed, seconds, the tests it named as failed), for the summary at the end
+# pytest names a failed test in its -v progress line ("ID FAILED [ 5%]") and, with -rf, in its summary ("FAILED ID")
+FAILED_TEST = re.compile(r"^(\S+::.*?) (?:FAILED|ERROR)\b|^(?:FAILED|ERROR) (\S+::\S*)")
+
+
 def run_stage(title, command, extra_env=None):
-    """Run one stage with the venv's Python; return 1 if it failed."""
+    """Run one stage with the venv's Python, echoing its output; return 1 if it failed."""
     print(f"\n=== {title} ===", flush=True)
-    result = subprocess.run([PYTHON, *command], env={**os.environ, **(extra_env or {})})
-    return int(result.returncode != 0)
+    begin, failures = time.monotonic(), []
+    if command[:2] == ["-m", "pytest"] and sys.stdout.isatty():
+        command = [*command, "--color=yes"]  # its output comes through a pipe, which would turn colours off
+    with subprocess.Popen([PYTHON, *command], env={**os.environ, **(extra_env or {})}, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1) as stage:
+        for line in stage.stdout:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+            found = FAILED_TEST.match(re.sub(r"\x1b\[[0-9;]*m", "", line))
+            if found and (found[1] or found[2]) not in failures:
+                failures.append(found[1] or found[2])
+    failed = int(stage.returncode != 0)
+    STAGES.append((title, failed, time.monotonic() - begin, failures))
+    return failed
+
+
+def print_summary(leftovers):
+    """One line per stage, then what failed: a long log's last screen says where to look."""
+    print("\n=== summary ===")
+    for title, failed, seconds, _ in STAGES:
+        print(f"{'FAILED' if failed else 'ok':>6} {seconds:6.0f} s  {title}")
+    for title, failed, _, failures in STAGES:
+        if failed:
+            print(f"\n{title}:", *(failures or ["(no test failed: see the stage's output)"]), sep="\n  ")
+    for line in leftovers:
+        print(f"LEFT BEHIND: {line}")
+    sys.stdout.flush()
 
 
 def has_ray():
@@ -173,6 +206,11 @@ def main():
         with_course = "--only-ray" not in sys.argv[2:]
         setup("test")
         os.chdir(ROOT)
+        # A command started in the background by a script (`cmd &`, nohup) has Ctrl-C ignored, and so would every
+        # Ray worker under it: Ray cancels a running task with a simulated Ctrl-C, which is then lost.
+        if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        all_leftovers = []
         shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         skip_real_ray_notebooks = [f"--ignore={path}" for path in REAL_RAY_NOTEBOOKS]
         failed = 0
@@ -189,6 +227,7 @@ def main():
             for line in leftovers:
                 print(f"LEFT BEHIND: {line}", file=sys.stderr)
             failed += bool(leftovers)
+            all_leftovers += leftovers
         # 2. The same public-API tests, the notebooks and the scripts on real Ray (see README: one setting).
         if with_ray and install_ray():
             ray_env = {"COURSE_TEST_BACKEND": "ray", "COURSE_BACKEND": "ray"}
@@ -208,6 +247,8 @@ def main():
             for line in leftovers:
                 print(f"LEFT BEHIND: {line}", file=sys.stderr)
             failed += bool(leftovers)
+            all_leftovers += leftovers
+        print_summary(all_leftovers)
         sys.exit(1 if failed else 0)
     elif command == "student":
         setup("course")

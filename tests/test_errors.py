@@ -3,6 +3,9 @@ through dependencies, retries of crashes and of application errors, cancellation
 
 import builtins
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -339,6 +342,36 @@ def test_cancel_running_task(ray_start, sync, tmp_path, exceptions):
     assert time.monotonic() - begin < 20
     assert not os.path.exists(finished)
     _runtime_still_works(ray)
+
+
+@pytest.mark.course_only
+def test_cancel_reaches_a_running_task_when_the_driver_ignores_ctrl_c():
+    """A driver started in the background by a script (`cmd &`, nohup) has Ctrl-C ignored, and so do the processes it
+    starts. Ray's cancel is a simulated Ctrl-C in the worker, so it is lost there (README, Differences); ours is not."""
+    driver = """
+import signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+import course_runtime as ray
+ray.init(num_cpus=1)
+
+@ray.remote
+def sleeper():
+    time.sleep(30)
+
+ref = sleeper.remote()
+while not ray.util.state.list_tasks(filters=[("state", "=", "RUNNING")]):
+    time.sleep(0.05)
+ray.cancel(ref)
+try:
+    ray.get(ref, timeout=20)
+except ray.exceptions.TaskCancelledError:
+    print("cancelled")
+ray.shutdown()
+"""
+    result = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, timeout=60,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "cancelled"
 
 
 def test_force_cancel_kills_the_worker(ray_start, sync, tmp_path, exceptions, poll):
