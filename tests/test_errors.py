@@ -405,7 +405,7 @@ def test_force_cancel_kills_the_worker(ray_start, sync, tmp_path, exceptions, po
     _runtime_still_works(ray)
 
 
-def test_cancel_of_finished_task_keeps_its_value(ray_start):
+def test_cancel_of_finished_task_keeps_its_value(ray_start, backend):
     """cancel() after a task finished changes nothing: get still returns the value."""
     ray = ray_start
 
@@ -415,6 +415,10 @@ def test_cancel_of_finished_task_keeps_its_value(ray_start):
 
     ref = quick.remote()
     assert ray.get(ref, timeout=30) == "value"
+    if backend == "ray":
+        # Ray 2.60 hands get() the value a moment before its task manager marks the task finished. A cancel in
+        # between fails a check when the task's reply is handled, and the driver aborts (README, Differences).
+        time.sleep(1.0)
     ray.cancel(ref)
     assert ray.get(ref, timeout=30) == "value"
 

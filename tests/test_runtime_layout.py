@@ -82,7 +82,9 @@ def test_the_core_fits_an_afternoon():
 
 def test_readmes_reading_order_table_is_measured():
     with open(runtime_layout.README) as f:
-        assert runtime_layout.readme_table() in f.read(), "run `python tools/runtime_layout.py --readme`"
+        text = f.read()
+    assert runtime_layout.readme_table() in text, "run `python tools/runtime_layout.py --readme`"
+    assert runtime_layout.readme_sizes() in text, "run `python tools/runtime_layout.py --readme`"
 
 
 def test_every_module_opens_with_what_it_does():
