@@ -81,7 +81,7 @@ REAL_RAY_NOTEBOOKS = ["notebooks/08_laptop_to_cluster.ipynb"]
 CLUSTER_TESTS = ["tests/test_cluster.py"]
 
 
-STAGES = []  # (title, failed, seconds, the tests it named as failed), for the summary at the end
+STAGES = []  # (title, exit code, seconds, the tests it named as failed), for the summary at the end
 # pytest names a failed test in its -v progress line ("ID FAILED [ 5%]") and, with -rf, in its summary ("FAILED ID")
 FAILED_TEST = re.compile(r"^(\S+::.*?) (?:FAILED|ERROR)\b|^(?:FAILED|ERROR) (\S+::\S*)")
 
@@ -100,19 +100,19 @@ def run_stage(title, command, extra_env=None):
             found = FAILED_TEST.match(re.sub(r"\x1b\[[0-9;]*m", "", line))
             if found and (found[1] or found[2]) not in failures:
                 failures.append(found[1] or found[2])
-    failed = int(stage.returncode != 0)
-    STAGES.append((title, failed, time.monotonic() - begin, failures))
-    return failed
+    STAGES.append((title, stage.returncode, time.monotonic() - begin, failures))
+    return int(stage.returncode != 0)
 
 
 def print_summary(leftovers):
     """One line per stage, then what failed: a long log's last screen says where to look."""
     print("\n=== summary ===")
-    for title, failed, seconds, _ in STAGES:
-        print(f"{'FAILED' if failed else 'ok':>6} {seconds:6.0f} s  {title}")
-    for title, failed, _, failures in STAGES:
-        if failed:
-            print(f"\n{title}:", *(failures or ["(no test failed: see the stage's output)"]), sep="\n  ")
+    for title, code, seconds, _ in STAGES:
+        print(f"{'FAILED' if code else 'ok':>6} {seconds:6.0f} s  {title}")
+    for title, code, _, failures in STAGES:
+        if code:  # below 0: killed by that signal (e.g. -6, an abort), before it could name a failed test
+            print(f"\n{title} (exit code {code}):", *(failures or ["no failed test named: see the stage's output"]),
+                  sep="\n  ")
     for line in leftovers:
         print(f"LEFT BEHIND: {line}")
     sys.stdout.flush()
