@@ -82,6 +82,7 @@ CLUSTER_TESTS = ["tests/test_cluster.py"]
 
 
 STAGES = []  # (title, exit code, seconds, the tests it named as failed), for the summary at the end
+LEFT_BEHIND = []  # processes and /dev/shm segments a half left behind, for the summary too
 # pytest names a failed test in its -v progress line ("ID FAILED [ 5%]") and, with -rf, in its summary ("FAILED ID")
 FAILED_TEST = re.compile(r"^(\S+::.*?) (?:FAILED|ERROR)\b|^(?:FAILED|ERROR) (\S+::\S*)")
 
@@ -104,7 +105,15 @@ def run_stage(title, command, extra_env=None):
     return int(stage.returncode != 0)
 
 
-def print_summary(leftovers):
+def left_behind(leftovers):
+    """Report what a half left behind (now, and in the summary); return 1 if anything was."""
+    for line in leftovers:
+        print(f"LEFT BEHIND: {line}", file=sys.stderr)
+    LEFT_BEHIND.extend(leftovers)
+    return int(bool(leftovers))
+
+
+def print_summary():
     """One line per stage, then what failed: a long log's last screen says where to look."""
     print("\n=== summary ===")
     for title, code, seconds, _ in STAGES:
@@ -113,7 +122,7 @@ def print_summary(leftovers):
         if code:  # below 0: killed by that signal (e.g. -6, an abort), before it could name a failed test
             print(f"\n{title} (exit code {code}):", *(failures or ["no failed test named: see the stage's output"]),
                   sep="\n  ")
-    for line in leftovers:
+    for line in LEFT_BEHIND:
         print(f"LEFT BEHIND: {line}")
     sys.stdout.flush()
 
@@ -210,7 +219,6 @@ def main():
         # Ray worker under it: Ray cancels a running task with a simulated Ctrl-C, which is then lost.
         if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
             signal.signal(signal.SIGINT, signal.default_int_handler)
-        all_leftovers = []
         shm_before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
         skip_real_ray_notebooks = [f"--ignore={path}" for path in REAL_RAY_NOTEBOOKS]
         failed = 0
@@ -223,11 +231,7 @@ def main():
             # the plain path a learner reads must behave exactly the same.
             failed += run_stage("course runtime: conformance tests, fast paths off (COURSE_RUNTIME_FAST_PATHS=0)",
                                 ["-m", "pytest", *CONFORMANCE_TESTS, *args], {"COURSE_RUNTIME_FAST_PATHS": "0"})
-            leftovers = leftover_processes() + leftover_segments(shm_before)
-            for line in leftovers:
-                print(f"LEFT BEHIND: {line}", file=sys.stderr)
-            failed += bool(leftovers)
-            all_leftovers += leftovers
+            failed += left_behind(leftover_processes() + leftover_segments(shm_before))
         # 2. The same public-API tests, the notebooks and the scripts on real Ray (see README: one setting).
         if with_ray and install_ray():
             ray_env = {"COURSE_TEST_BACKEND": "ray", "COURSE_BACKEND": "ray"}
@@ -243,12 +247,8 @@ def main():
                 "--nbval-sanitize-with", "notebooks/sanitize.cfg", *args], ray_env)
             failed += run_stage("real Ray: a two-node cluster through RAY_ADDRESS (every notebook and script, "
                                 "the helpers, bad input)", ["-m", "pytest", *CLUSTER_TESTS, "-rsx", *args], ray_env)
-            leftovers = leftover_ray_processes(clusters_before)
-            for line in leftovers:
-                print(f"LEFT BEHIND: {line}", file=sys.stderr)
-            failed += bool(leftovers)
-            all_leftovers += leftovers
-        print_summary(all_leftovers)
+            failed += left_behind(leftover_ray_processes(clusters_before))
+        print_summary()
         sys.exit(1 if failed else 0)
     elif command == "student":
         setup("course")

@@ -349,8 +349,7 @@ def test_cancel_reaches_a_running_task_when_the_driver_ignores_ctrl_c():
     """A driver started in the background by a script (`cmd &`, nohup) has Ctrl-C ignored, and so do the processes it
     starts. Ray's cancel is a simulated Ctrl-C in the worker, so it is lost there (README, Differences); ours is not."""
     driver = """
-import signal, time
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+import time
 import course_runtime as ray
 ray.init(num_cpus=1)
 

@@ -188,15 +188,12 @@ SIZES = re.compile(r"about [\d,]+ lines from submit to get, [\d,]+ of them code;
 
 def readme_sizes():
     """README's sizes of the package, to the nearest hundred: the core's lines (and lines of code), then the rest."""
-    core, code, rest = 0, 0, 0
+    core, rest = 0, 0
     for name, path in modules().items():
         with open(path) as f:
             lines = sum(1 for _ in f)
-        if is_core(name):
-            core, code = core + lines, code + loc(path)
-        else:
-            rest += lines
-    return f"about {round(core, -2):,} lines from submit to get, {round(code, -2):,} of them code; " \
+        core, rest = (core + lines, rest) if is_core(name) else (core, rest + lines)
+    return f"about {round(core, -2):,} lines from submit to get, {round(figures()['core'], -2):,} of them code; " \
            f"{round(rest, -2):,} more"
 
 
